@@ -1,0 +1,185 @@
+"""Public data model: the normalized `Alert`, its priority and statuses, and the API bodies.
+
+Every name here appears in `/openapi.json`; review changes like endpoint paths.
+Provider payload models live beside their parsers in `intake.parsers`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Provider(StrEnum):
+    """Monitoring platforms accepted at `POST /webhook/{provider}`."""
+
+    GCP = "gcp"
+    DATADOG = "datadog"
+    NEWRELIC = "newrelic"
+    ALERTMANAGER = "alertmanager"
+    GRAFANA = "grafana"
+    CLOUDWATCH = "cloudwatch"
+    GENERIC = "generic"
+
+
+class Priority(StrEnum):
+    """P1 is the most urgent. Sorting Priority values sorts most urgent first."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+    P5 = "P5"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[1])
+
+    def raised(self) -> Priority:
+        """One level more urgent, never above P1 (for alerts on critical services)."""
+        return Priority(f"P{max(1, self.rank - 1)}")
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class AlertStatus(StrEnum):
+    """Where an accepted alert is. The last five are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+    DEDUPLICATED = "deduplicated"
+    IGNORED = "ignored"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (AlertStatus.QUEUED, AlertStatus.RUNNING)
+
+
+class Alert(BaseModel):
+    """One alert from any platform, normalized."""
+
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str = Field(
+        description="Stable per platform incident, prefixed with the provider: `gcp:0.lhvq5o7xpsf`."
+    )
+    provider: Provider
+    service: str | None = Field(
+        default=None, description="Registered service name, or null when none matched."
+    )
+    priority: Priority = Priority.P3
+    state: AlertState = AlertState.FIRING
+    summary: str = Field(description="Human-readable one-line summary from the platform.")
+    started_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    url: str | None = Field(default=None, description="Link back to the platform's incident.")
+    raw: Any = Field(default=None, description="The original payload, as received.")
+
+
+class GenericAlert(BaseModel):
+    """Body of `POST /webhook/generic`: this service's own alert schema, for scripts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    incident_id: str = Field(min_length=1, max_length=256)
+    summary: str = Field(min_length=1)
+    service: str | None = None
+    priority: Priority | None = None
+    severity: str | None = Field(default=None, description="Used when `priority` is absent.")
+    state: AlertState = AlertState.FIRING
+    labels: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    started_at: datetime | None = None
+
+
+class AlertResult(BaseModel):
+    """What intake did with one alert of a webhook request."""
+
+    incident_id: str
+    service: str | None
+    priority: Priority
+    status: AlertStatus
+    reason: str | None = None
+
+
+class WebhookResponse(BaseModel):
+    """202 body of `POST /webhook/{provider}`: one result per alert in the request."""
+
+    trace_id: str
+    alerts: list[AlertResult]
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx this service returns."""
+
+    error: str = Field(description="Machine-readable error code.")
+    detail: Any = Field(default=None, description="Human-readable explanation or field errors.")
+    trace_id: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    status: AlertStatus
+    note: str | None = None
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call the agent made."""
+
+    turn: int
+    name: str
+    arguments: Any
+    duration_ms: float
+    ok: bool
+    error: str | None = None
+
+
+class TokenUsage(BaseModel):
+    input: int = 0
+    output: int = 0
+    total: int = 0
+
+
+class AlertSummary(BaseModel):
+    """One row of `GET /alerts`."""
+
+    incident_id: str
+    service: str | None
+    priority: Priority
+    status: AlertStatus
+    summary: str
+    received_at: datetime
+    repeats: int = 0
+
+
+class AlertList(BaseModel):
+    """Body of `GET /alerts`."""
+
+    running: list[AlertSummary]
+    queued: list[AlertSummary]
+    recent: list[AlertSummary] = Field(description="The last 100 finished alerts, newest first.")
+
+
+class AlertDetail(BaseModel):
+    """Body of `GET /alerts/{incident_id}`."""
+
+    incident_id: str
+    service: str | None
+    priority: Priority
+    status: AlertStatus
+    reason: str | None = None
+    alert: Alert
+    timeline: list[TimelineEntry]
+    tool_calls: list[ToolCallRecord]
+    tokens: TokenUsage
+    outcome: str | None = None
+    report_file: str | None = None
