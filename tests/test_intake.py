@@ -1,0 +1,337 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from intake import Draining, Intake, Limits
+from models import Alert, AlertState, AlertStatus, Priority, Provider
+from tests.fakes.runner import FakeRunner, RecordingFinalizer
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def alert(
+    incident: str,
+    service: str | None = "api",
+    priority: Priority = Priority.P3,
+    state: AlertState = AlertState.FIRING,
+) -> Alert:
+    return Alert(
+        incident_id=f"generic:{incident}",
+        provider=Provider.GENERIC,
+        service=service,
+        priority=priority,
+        state=state,
+        summary=f"summary of {incident}",
+    )
+
+
+@dataclass
+class Harness:
+    intake: Intake
+    runner: FakeRunner
+    finalized: RecordingFinalizer
+    clock: FakeClock
+
+    def submit(self, item: Alert) -> tuple[AlertStatus, str | None]:
+        outcome = self.intake.submit(item, trace_id="t-1")
+        return outcome.status, outcome.reason
+
+
+@asynccontextmanager
+async def harness(
+    *, budget: Callable[[], bool] = lambda: False, **limits: float
+) -> AsyncIterator[Harness]:
+    settings = Limits(**{"concurrency": 3, "tick_seconds": 3600, **limits})  # type: ignore[arg-type]
+    runner = FakeRunner(limit=settings.concurrency)
+    finalized = RecordingFinalizer()
+    clock = FakeClock()
+    intake = Intake(
+        runner=runner, finalize=finalized, limits=settings, budget_exhausted=budget, clock=clock
+    )
+    async with intake:
+        yield Harness(intake, runner, finalized, clock)
+    assert runner.violations == []
+
+
+async def test_alert_is_queued_then_runs_and_finishes_resolved() -> None:
+    async with harness() as h:
+        assert h.submit(alert("a")) == (AlertStatus.QUEUED, None)
+        await h.runner.wait_started(1)
+        assert h.intake.get("generic:a").status is AlertStatus.RUNNING
+        h.runner.release("generic:a")
+        await h.intake.wait_idle()
+        record = h.intake.get("generic:a")
+        assert record.status is AlertStatus.RESOLVED
+        assert [e.status for e in record.timeline] == [
+            AlertStatus.QUEUED,
+            AlertStatus.RUNNING,
+            AlertStatus.RESOLVED,
+        ]
+        assert h.finalized.records == []  # the run writes its own report
+
+
+async def test_duplicate_incident_is_deduplicated_while_queued_and_running() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="worker"))
+        await h.runner.wait_started(1)
+        assert h.submit(alert("a")) == (AlertStatus.DEDUPLICATED, "running")
+        assert h.submit(alert("b", service="worker")) == (AlertStatus.DEDUPLICATED, "queued")
+        running = h.intake.get("generic:a")
+        assert running.repeats == 1
+        assert running.take_notices() == ["1 repeat notification(s) arrived; latest: summary of a"]
+        h.runner.release("generic:a")
+        h.runner.release("generic:b")
+        await h.intake.wait_idle()
+        assert h.runner.started == ["generic:a", "generic:b"]
+
+
+async def test_finished_incident_is_deduplicated_within_the_window_only() -> None:
+    async with harness(dedup_window_seconds=900) as h:
+        h.runner.auto = True
+        h.submit(alert("a"))
+        await h.intake.wait_idle()
+        h.clock.advance(899)
+        assert h.submit(alert("a")) == (AlertStatus.DEDUPLICATED, "recently_handled")
+        h.clock.advance(2)
+        assert h.submit(alert("a")) == (AlertStatus.QUEUED, None)
+        await h.intake.wait_idle()
+        assert h.runner.started == ["generic:a", "generic:a"]
+
+
+async def test_at_most_one_run_per_service() -> None:
+    async with harness(concurrency=3) as h:
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api"))
+        h.submit(alert("c", service="worker"))
+        await h.runner.wait_started(2)
+        assert h.runner.started == ["generic:a", "generic:c"]
+        assert h.intake.get("generic:b").status is AlertStatus.QUEUED
+        h.runner.release("generic:a")
+        await h.runner.wait_started(3)
+        assert h.runner.started[-1] == "generic:b"
+        h.runner.release("generic:b")
+        h.runner.release("generic:c")
+        await h.intake.wait_idle()
+
+
+async def test_global_limit_bounds_concurrent_runs() -> None:
+    async with harness(concurrency=2) as h:
+        for name in ("a", "b", "c"):
+            h.submit(alert(name, service=name))
+        await h.runner.wait_started(2)
+        assert h.intake.stats()["running"] == 2
+        assert h.intake.stats()["queued"] == 1
+        h.runner.release("generic:b")
+        await h.runner.wait_started(3)
+        assert h.runner.started == ["generic:a", "generic:b", "generic:c"]
+        h.runner.release("generic:a")
+        h.runner.release("generic:c")
+        await h.intake.wait_idle()
+
+
+async def test_best_priority_then_oldest_runs_next() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(alert("blocker", service="s0"))
+        await h.runner.wait_started(1)
+        h.submit(alert("old-p3", service="s1", priority=Priority.P3))
+        h.submit(alert("p1", service="s2", priority=Priority.P1))
+        h.submit(alert("new-p3", service="s3", priority=Priority.P3))
+        h.submit(alert("p2", service="s4", priority=Priority.P2))
+        for incident in ("blocker", "p1", "p2", "old-p3", "new-p3"):
+            h.runner.release(f"generic:{incident}")
+        await h.intake.wait_idle()
+        assert h.runner.started == [
+            "generic:blocker",
+            "generic:p1",
+            "generic:p2",
+            "generic:old-p3",
+            "generic:new-p3",
+        ]
+
+
+async def test_priority_skips_alerts_whose_service_is_busy() -> None:
+    async with harness(concurrency=2) as h:
+        h.submit(alert("api-1", service="api"))
+        h.submit(alert("other", service="other"))
+        await h.runner.wait_started(2)
+        h.submit(alert("api-p1", service="api", priority=Priority.P1))
+        h.submit(alert("worker-p4", service="worker", priority=Priority.P4))
+        h.runner.release("generic:other")
+        await h.runner.wait_started(3)
+        assert h.runner.started[-1] == "generic:worker-p4"
+        for incident in ("api-1", "api-p1", "worker-p4"):
+            h.runner.release(f"generic:{incident}")
+        await h.intake.wait_idle()
+
+
+async def test_queued_alert_past_ttl_expires_with_a_report() -> None:
+    async with harness(concurrency=1, ttl_seconds=600) as h:
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api"))
+        await h.runner.wait_started(1)
+        h.clock.advance(600)
+        h.intake.tick()
+        assert h.intake.get("generic:b").status is AlertStatus.EXPIRED
+        h.runner.release("generic:a")
+        await h.intake.wait_idle()
+        assert h.finalized.records == [("generic:b", AlertStatus.EXPIRED, "ttl")]
+        assert h.runner.started == ["generic:a"]
+        assert h.intake.stats()["total_expired"] == 1
+
+
+async def test_full_queue_escalates_new_alert_at_once() -> None:
+    async with harness(concurrency=1, queue_size=1) as h:
+        h.submit(alert("a", service="api"))
+        await h.runner.wait_started(1)
+        h.submit(alert("b", service="api"))
+        assert h.submit(alert("c", service="api")) == (AlertStatus.ESCALATED, "queue_full")
+        h.runner.release("generic:a")
+        h.runner.release("generic:b")
+        await h.intake.wait_idle()
+        assert h.finalized.records == [("generic:c", AlertStatus.ESCALATED, "queue_full")]
+
+
+async def test_unknown_service_is_escalated_never_dropped() -> None:
+    async with harness() as h:
+        assert h.submit(alert("a", service=None)) == (AlertStatus.ESCALATED, "unknown_service")
+        await h.intake.wait_idle()
+        assert h.finalized.records == [("generic:a", AlertStatus.ESCALATED, "unknown_service")]
+        assert h.submit(alert("a", service=None)) == (AlertStatus.DEDUPLICATED, "recently_handled")
+
+
+async def test_exhausted_hourly_budget_escalates_without_diagnosis() -> None:
+    async with harness(budget=lambda: True) as h:
+        assert h.submit(alert("a")) == (AlertStatus.ESCALATED, "hourly_token_budget")
+        await h.intake.wait_idle()
+        assert h.runner.started == []
+
+
+async def test_resolved_event_removes_queued_incident() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api"))
+        await h.runner.wait_started(1)
+        resolved = alert("b", service="api", state=AlertState.RESOLVED)
+        assert h.submit(resolved) == (AlertStatus.RESOLVED, "resolved_before_diagnosis")
+        h.runner.release("generic:a")
+        await h.intake.wait_idle()
+        assert h.runner.started == ["generic:a"]
+        assert h.finalized.records == [
+            ("generic:b", AlertStatus.RESOLVED, "resolved_before_diagnosis")
+        ]
+
+
+async def test_resolved_event_for_running_incident_is_told_to_the_agent() -> None:
+    async with harness() as h:
+        h.submit(alert("a"))
+        await h.runner.wait_started(1)
+        resolved = alert("a", state=AlertState.RESOLVED)
+        assert h.submit(resolved) == (AlertStatus.IGNORED, "running")
+        record = h.intake.get("generic:a")
+        assert record.resolved_upstream
+        assert "resolved" in record.take_notices()[0]
+        h.runner.release("generic:a")
+        await h.intake.wait_idle()
+
+
+async def test_resolved_event_for_unknown_incident_is_ignored() -> None:
+    async with harness() as h:
+        resolved = alert("zzz", state=AlertState.RESOLVED)
+        assert h.submit(resolved) == (AlertStatus.IGNORED, "not_active")
+
+
+async def test_drain_refuses_new_alerts_but_finishes_queued_ones() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api"))
+        await h.intake.drain()
+        with pytest.raises(Draining):
+            h.submit(alert("c"))
+        h.runner.release("generic:a")
+        h.runner.release("generic:b")
+        await h.intake.wait_idle()
+        assert h.runner.started == ["generic:a", "generic:b"]
+
+
+async def test_shutdown_escalates_queued_and_cuts_off_runs_past_grace() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(alert("running", service="api"))
+        h.submit(alert("waiting", service="api"))
+        await h.runner.wait_started(1)
+        await h.intake.close(grace_seconds=0)
+        assert sorted(h.finalized.records) == [
+            ("generic:running", AlertStatus.ESCALATED, "shutdown_grace_exceeded"),
+            ("generic:waiting", AlertStatus.ESCALATED, "shutdown"),
+        ]
+        assert h.intake.get("generic:running").status is AlertStatus.ESCALATED
+
+
+async def test_shutdown_lets_a_run_finish_within_grace() -> None:
+    async with harness() as h:
+        h.submit(alert("a"))
+        await h.runner.wait_started(1)
+        h.runner.release("generic:a")
+        await h.intake.close(grace_seconds=30)
+        assert h.intake.get("generic:a").status is AlertStatus.RESOLVED
+        assert h.finalized.records == []
+
+
+async def test_failing_run_is_escalated_and_pipeline_goes_on() -> None:
+    async with harness(concurrency=1) as h:
+        h.runner.failures.add("generic:a")
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api"))
+        h.runner.release("generic:a")
+        h.runner.release("generic:b")
+        await h.intake.wait_idle()
+        assert h.intake.get("generic:a").status is AlertStatus.ESCALATED
+        assert h.intake.get("generic:b").status is AlertStatus.RESOLVED
+        assert h.finalized.records == [("generic:a", AlertStatus.ESCALATED, "agent_failed")]
+
+
+async def test_listing_shows_running_queued_and_recent() -> None:
+    async with harness(concurrency=1) as h:
+        h.runner.auto = False
+        h.submit(alert("a", service="api"))
+        h.submit(alert("b", service="api", priority=Priority.P4))
+        h.submit(alert("c", service="api", priority=Priority.P2))
+        await h.runner.wait_started(1)
+        listing = h.intake.listing()
+        assert [r.incident_id for r in listing["running"]] == ["generic:a"]
+        assert [r.incident_id for r in listing["queued"]] == ["generic:c", "generic:b"]
+        for incident in ("a", "b", "c"):
+            h.runner.release(f"generic:{incident}")
+        await h.intake.wait_idle()
+        recent = h.intake.listing()["recent"]
+        assert [r.incident_id for r in recent] == ["generic:b", "generic:c", "generic:a"]
+
+
+async def test_better_alert_for_a_service_never_lets_a_stale_candidate_run_alongside() -> None:
+    async with harness(concurrency=2) as h:
+        h.submit(alert("a", service="s0"))
+        h.submit(alert("b", service="s9"))
+        await h.runner.wait_started(2)
+        h.submit(alert("x1", service="api", priority=Priority.P3))
+        h.submit(alert("x2", service="api", priority=Priority.P1))
+        h.runner.release("generic:a")
+        await h.runner.wait_started(3)
+        h.runner.release("generic:b")
+        await h.runner.wait_started(4)
+        assert h.runner.started[2:] == ["generic:x2", "generic:x1"]
+        h.runner.release("generic:x2")
+        h.runner.release("generic:x1")
+        await h.intake.wait_idle()
