@@ -1,0 +1,87 @@
+"""Webhook payload parsers: one module per platform, one entry point, `parse_webhook`.
+
+Each provider module validates its payload with typed pydantic models and returns drafts
+(or `Ignored` for tests and non-alerts). This module finishes every draft in one place:
+the incident id bounded to 256 chars, the summary cut to one line of <= 1,000 chars, labels
+flattened and capped, `raw` capped at 16 KiB of JSON, `started_at` made UTC, and the priority
+raised one level (never above P1) when the mapped service is registered `critical=true`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from config import ServiceEntry
+from intake.parsers import alertmanager, cloudwatch, datadog, gcp, generic, grafana, newrelic
+from intake.parsers.common import (
+    Draft,
+    Ignored,
+    PayloadError,
+    bound_id,
+    cap_labels,
+    cap_raw,
+    one_line,
+)
+from models import Alert, Provider
+
+__all__ = ["Ignored", "PayloadError", "parse_webhook"]
+
+logger = logging.getLogger(__name__)
+
+Parser = Callable[[object, Mapping[str, ServiceEntry]], list[Draft | Ignored]]
+
+PARSERS: Mapping[Provider, Parser] = {
+    Provider.GCP: gcp.parse,
+    Provider.DATADOG: datadog.parse,
+    Provider.NEWRELIC: newrelic.parse,
+    Provider.ALERTMANAGER: alertmanager.parse,
+    Provider.GRAFANA: grafana.parse,
+    Provider.CLOUDWATCH: cloudwatch.parse,
+    Provider.GENERIC: generic.parse,
+}
+
+
+def parse_webhook(
+    provider: Provider, body: object, *, registry: Mapping[str, ServiceEntry]
+) -> list[Alert | Ignored]:
+    """Normalize one webhook body (already JSON-decoded) into alerts and ignored messages.
+
+    Raises `PayloadError` when the body does not have the provider's shape; its `errors`
+    name the field path and never echo an input value.
+    """
+    results = PARSERS[provider](body, registry)
+    finished = [_bounded(r) if isinstance(r, Ignored) else _finish(provider, r) for r in results]
+    for item in finished:
+        logger.debug("parsed %s webhook item %s", provider.value, item.incident_id)
+    return finished
+
+
+def _finish(provider: Provider, draft: Draft) -> Alert:
+    priority = draft.priority
+    if draft.service is not None and draft.service.critical:
+        priority = priority.raised()
+    return Alert(
+        incident_id=bound_id(draft.key),
+        provider=provider,
+        service=draft.service.name if draft.service else None,
+        priority=priority,
+        state=draft.state,
+        summary=one_line(draft.summary) or f"{provider.value} alert",
+        started_at=_utc(draft.started_at),
+        labels=cap_labels(draft.labels),
+        url=draft.url or None,
+        raw=cap_raw(draft.raw),
+    )
+
+
+def _bounded(ignored: Ignored) -> Ignored:
+    return replace(ignored, incident_id=bound_id(ignored.incident_id))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC) if moment else None
+    return moment.astimezone(UTC)

@@ -1,0 +1,300 @@
+"""What every provider parser shares: result types, service mapping, priority words, caps.
+
+Provider modules turn a payload into `Draft`s (or `Ignored`); `intake.parsers.parse_webhook`
+finishes each draft into a bounded `models.Alert` in one place, so the caps (id length,
+summary, labels, raw size) and the critical-service priority raise are applied exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ValidationError
+
+from config import ServiceEntry
+from models import AlertState, Priority
+
+logger = logging.getLogger(__name__)
+
+MAX_ID_CHARS = 256
+MAX_SUMMARY_CHARS = 1000
+MAX_LABELS = 64
+MAX_LABEL_KEY_CHARS = 128
+MAX_LABEL_VALUE_CHARS = 512
+MAX_RAW_BYTES = 16 * 1024
+
+Registry = Mapping[str, ServiceEntry]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+SEVERITY_PRIORITY: dict[str, Priority] = {
+    **{p.value.lower(): p for p in Priority},
+    "critical": Priority.P1,
+    "error": Priority.P2,
+    "high": Priority.P2,
+    "warning": Priority.P3,
+    "warn": Priority.P3,
+    "medium": Priority.P3,
+    "info": Priority.P4,
+    "informational": Priority.P4,
+    "low": Priority.P4,
+}
+"""Severity words of CONTRACT §3 (GCP, Alertmanager/Grafana, Datadog, New Relic), lowercased."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A message that is not an alert (platform test, SNS confirmation...): answered 202 'ignored'.
+
+    `reason` is `test_notification`, `subscription_confirmation`, `unsubscribe_confirmation`
+    or `not_an_alarm`; `incident_id` is provider-prefixed, best effort.
+    """
+
+    incident_id: str
+    reason: str
+    service: str | None = None
+    priority: Priority = Priority.P5
+
+
+class PayloadError(Exception):
+    """The body does not have the provider's shape. `errors` -> a 422 body.
+
+    Each error is `{"loc": [path parts...], "msg": str, "type": str}`; input values are
+    never included, so a secret sent in a wrong field is not echoed back.
+    """
+
+    def __init__(self, errors: list[dict[str, object]]) -> None:
+        self.errors = errors
+        shown = "; ".join(f"{_dotted(e.get('loc'))}: {e.get('msg')}" for e in errors[:3])
+        super().__init__(shown or "invalid payload")
+
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, prefix: tuple[str | int, ...] = ()
+    ) -> PayloadError:
+        """Translate pydantic's errors (without input or URL), locations under `prefix`."""
+        errors: list[dict[str, object]] = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            msg = error["msg"]
+            if error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+                msg = "Input should be a JSON object"
+            errors.append({"loc": [*prefix, *error["loc"]], "msg": msg, "type": error["type"]})
+        return cls(errors)
+
+
+def _dotted(loc: object) -> str:
+    return ".".join(str(part) for part in loc) if isinstance(loc, list) and loc else "body"
+
+
+@dataclass(slots=True)
+class Draft:
+    """One alert as a provider parser read it, before the shared caps and priority raise."""
+
+    key: str
+    summary: str
+    state: AlertState = AlertState.FIRING
+    priority: Priority = Priority.P3
+    service: ServiceEntry | None = None
+    started_at: datetime | None = None
+    labels: Mapping[str, object] = field(default_factory=dict)
+    url: str | None = None
+    raw: object = None
+
+
+def validate(model: type[ModelT], data: object, *, loc: tuple[str | int, ...] = ()) -> ModelT:
+    """`model.model_validate(data)`, with errors translated to `PayloadError` at `loc`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise PayloadError.from_validation(exc, loc) from None
+
+
+def _to_text(value: object) -> object:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
+
+
+Text = Annotated[str, BeforeValidator(_to_text)]
+"""A string field that also accepts a JSON number or boolean (templates render either)."""
+
+
+def _to_number(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip() else None
+        except ValueError:
+            return None  # an unrendered template variable: a time is best effort
+    return value
+
+
+EpochNumber = Annotated[float | None, BeforeValidator(_to_number)]
+"""Epoch time as a JSON number or a digit string (Datadog/New Relic render strings)."""
+
+
+# --- identity -----------------------------------------------------------------------------
+
+
+def stable_hash(value: object, length: int = 16) -> str:
+    """A short hex digest of `value`'s canonical JSON (sorted keys)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def bound_id(incident_id: str) -> str:
+    """Keep ids <= 256 chars: a longer one keeps its head and replaces the tail by a hash."""
+    if len(incident_id) <= MAX_ID_CHARS:
+        return incident_id
+    digest = hashlib.sha256(incident_id.encode()).hexdigest()[:32]
+    return f"{incident_id[: MAX_ID_CHARS - len(digest) - 1]}~{digest}"
+
+
+# --- service mapping ----------------------------------------------------------------------
+
+
+def _host_of(candidate: str) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit(candidate if "://" in candidate else f"//{candidate}")
+        return (parts.hostname, parts.port) if parts.hostname else None
+    except ValueError:
+        return None
+
+
+def _by_host(candidate: str, registry: Registry) -> ServiceEntry | None:
+    found = _host_of(candidate)
+    if found is None:
+        return None
+    host, port = found
+    same_host = [e for e in registry.values() if e.host == host]
+    if port is not None:
+        exact = [e for e in same_host if urlsplit(e.base_url).port == port]
+        same_host = exact or same_host
+    return same_host[0] if len(same_host) == 1 else None
+
+
+def find_service(candidates: Iterable[object], registry: Registry) -> ServiceEntry | None:
+    """First candidate naming a registered service, by name or by host (case-insensitive).
+
+    A candidate may be a name, a bare host (`db-1`, `db-1:5432`) or a URL. A host shared by
+    several entries matches only with the port that tells them apart.
+    """
+    names = {name.lower(): entry for name, entry in registry.items()}
+    for candidate in candidates:
+        if not isinstance(candidate, str) or not candidate.strip():
+            continue
+        text = candidate.strip()
+        entry = names.get(text.lower()) or _by_host(text, registry)
+        if entry is not None:
+            return entry
+    return None
+
+
+def find_by_name(candidates: Iterable[str], registry: Registry) -> ServiceEntry | None:
+    """First candidate that is a registry name (case-insensitive); hosts are not tried."""
+    names = {name.lower(): entry for name, entry in registry.items()}
+    return next((names[c.lower()] for c in candidates if c.lower() in names), None)
+
+
+# --- priority -----------------------------------------------------------------------------
+
+
+def severity_priority(*words: object) -> Priority | None:
+    """The priority of the first recognised severity word (case-insensitive), else None."""
+    for word in words:
+        if isinstance(word, str) and (found := SEVERITY_PRIORITY.get(word.strip().lower())):
+            return found
+    return None
+
+
+# --- text, labels, raw --------------------------------------------------------------------
+
+
+def one_line(text: object, limit: int = MAX_SUMMARY_CHARS) -> str:
+    """Whitespace collapsed to single spaces, trimmed, cut to `limit` chars with an ellipsis."""
+    flat = " ".join(str(text).split()) if text is not None else ""
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def first_text(*values: object) -> str | None:
+    """The first value that is a non-blank string."""
+    return next((v for v in values if isinstance(v, str) and v.strip()), None)
+
+
+def _label_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def cap_labels(labels: Mapping[str, object]) -> dict[str, str]:
+    """A flat `dict[str, str]`: at most 64 entries, keys <= 128 chars, values <= 512 chars."""
+    capped: dict[str, str] = {}
+    for key, value in labels.items():
+        if len(capped) >= MAX_LABELS:
+            logger.debug("labels cut to %d entries (had %d)", MAX_LABELS, len(labels))
+            break
+        if value is None:
+            continue
+        text = _label_value(value)
+        capped[str(key)[:MAX_LABEL_KEY_CHARS]] = one_line(text, MAX_LABEL_VALUE_CHARS)
+    return capped
+
+
+def prefixed(prefix: str, labels: Mapping[str, object] | None) -> dict[str, object]:
+    """`labels` with every key prefixed (`resource.` + `zone`), for flattening nested maps."""
+    return {f"{prefix}{key}": value for key, value in (labels or {}).items()}
+
+
+def cap_raw(raw: object) -> object:
+    """`raw` itself, or a bounded preview when its compact JSON exceeds 16 KiB."""
+    text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
+    data = text.encode()
+    if len(data) <= MAX_RAW_BYTES:
+        return raw
+    preview = data[:MAX_RAW_BYTES].decode(errors="ignore")
+    return {"truncated": True, "bytes": len(data), "preview": preview}
+
+
+# --- time ---------------------------------------------------------------------------------
+
+
+def from_epoch(value: object, *, millis: bool = False) -> datetime | None:
+    """Epoch seconds (or ms) as a number or digit string -> aware UTC; 0 or junk -> None."""
+    try:
+        number = float(value) if isinstance(value, int | float | str) else math.nan
+    except ValueError:
+        return None
+    if not math.isfinite(number) or number <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(number / 1000 if millis else number, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def from_iso(value: object) -> datetime | None:
+    """An ISO-8601 string -> aware UTC (naive means UTC); Go's zero time or junk -> None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.year <= 1:
+        return None
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a dict, else an empty one (for optional nested maps)."""
+    return value if isinstance(value, dict) else {}
