@@ -21,8 +21,26 @@ fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint infra
 	$(BIN)/pytest
+
+# Infra static-analysis tools (hadolint, shellcheck, checkov, python-hcl2) in their own venv:
+# checkov pins many libraries and must never move the versions in .venv. python-hcl2 goes to
+# its own --target dir because checkov's bc-python-hcl2 installs the same `hcl2` package.
+VENV_INFRA := .venv-infra
+INFRA_STAMP := $(VENV_INFRA)/.installed
+
+.PHONY: infra
+
+infra: $(INFRA_STAMP)
+
+$(INFRA_STAMP): requirements-infra.txt
+	$(PY) -m venv $(VENV_INFRA)
+	grep -v '^python-hcl2==' requirements-infra.txt > $(VENV_INFRA)/tools.txt
+	$(VENV_INFRA)/bin/pip install --quiet --disable-pip-version-check -r $(VENV_INFRA)/tools.txt
+	$(VENV_INFRA)/bin/pip install --quiet --disable-pip-version-check --upgrade \
+		--target $(VENV_INFRA)/hcl2 "$$(grep '^python-hcl2==' requirements-infra.txt)"
+	touch $(INFRA_STAMP)
 
 run: venv
 	set -a; [ ! -f .env ] || . ./.env; set +a; $(BIN)/uvicorn main:app --host 127.0.0.1 --port $${PORT:-8080}

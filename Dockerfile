@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# SRE Agent Runtime image: `uvicorn main:app` on $PORT (Cloud Run sets it; 8080 otherwise).
+# Needs BuildKit (default in Docker >= 23; deploy.sh turns it on for Cloud Build) for the
+# bind mount that installs the wheels without leaving them in a layer.
+
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+# --- builder: resolve and build every runtime dependency as a wheel -----------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /build
+COPY requirements.txt .
+# Runtime requirements only: requirements-dev.txt (pytest, ruff, mypy...) never enters the image.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
+
+# --- runtime: the wheels, the application, nothing else ----------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    SRE_PROMPT_PATH=/app/WINDSURF_SRE.md \
+    INCIDENTS_DIR=/app/incidents
+
+# --no-index: only the wheels built above can be installed, never something fetched now.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
+    pip install --no-cache-dir --no-index --find-links=/wheels -r /tmp/requirements.txt
+
+# Fixed UID/GID so volume ownership and runAsNonRoot policies are predictable.
+RUN groupadd --system --gid 10001 appuser \
+    && useradd --system --uid 10001 --gid appuser --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin appuser \
+    && mkdir -p /app/incidents \
+    && chown appuser:appuser /app/incidents
+
+WORKDIR /app
+# The source tree, filtered by .dockerignore (an allowlist of the top-level modules and
+# packages), so `x.py` and a package `x/` are both picked up. Code stays root-owned and
+# read-only for appuser; only /app/incidents is writable.
+COPY . /app/
+# Named explicitly so a missing system prompt fails the build, not the first start.
+COPY WINDSURF_SRE.md /app/WINDSURF_SRE.md
+
+# Numeric form of appuser (10001): lets Kubernetes-style runAsNonRoot checks verify it.
+USER 10001:10001
+EXPOSE 8080
+
+# Docker/Compose liveness only: Cloud Run ignores HEALTHCHECK and uses the probes in terraform/.
+# python, not curl: the slim image has no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
+
+# sh expands ${PORT:-8080}; `exec` replaces sh so uvicorn is PID 1 and receives SIGTERM
+# directly (the runtime drains for SHUTDOWN_GRACE_SECONDS on SIGTERM).
+CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port \"${PORT:-8080}\""]
