@@ -215,6 +215,8 @@ class Settings(BaseSettings):
     gcp_monitoring_url: HttpBaseUrl = "https://monitoring.googleapis.com"
 
     log_level: LogLevel = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "sre-agent"
 
     @field_validator("agent_mode", "cloud_provider", mode="before")
     @classmethod
