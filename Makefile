@@ -16,6 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy main agent intake tools config.py models.py state.py telemetry.py
 
 fmt: venv
 	$(BIN)/ruff format .

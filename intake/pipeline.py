@@ -52,14 +52,14 @@ class Finalizer(Protocol):
 
 class IntakeMetrics(Protocol):
     def record_intake(self, event: str, count: int = 1) -> None: ...
-    def set_active(self, running: int, queued: int) -> None: ...
+    def set_active(self, *, running: int, queued: int) -> None: ...
 
 
 class _NoMetrics:
     def record_intake(self, event: str, count: int = 1) -> None:
         pass
 
-    def set_active(self, running: int, queued: int) -> None:
+    def set_active(self, *, running: int, queued: int) -> None:
         pass
 
 
@@ -463,7 +463,7 @@ class Intake:
             self._idle.set()
 
     def _publish_gauges(self) -> None:
-        self._metrics.set_active(len(self._active.running), self._active.queued)
+        self._metrics.set_active(running=len(self._active.running), queued=self._active.queued)
 
     # -- views ---------------------------------------------------------------------------------
 

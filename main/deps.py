@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 from fastapi import Depends, Request
 
 from config import Settings
 
+if TYPE_CHECKING:
+    from agent import ReportWriter
+    from intake import Intake
+    from state import RuntimeState
+    from tools import PagerDutyClient
+
 
 @dataclass(slots=True)
 class Runtime:
-    """Every long-lived component, built once by the lifespan and closed by it.
-
-    Fields typed `Any` are filled in as their modules land (intake, agent, tools, state);
-    handlers must only use what they need.
-    """
+    """Every long-lived component, built once by the lifespan and closed by it."""
 
     settings: Settings
     http: httpx.AsyncClient
-    state: Any = None
-    intake: Any = None
-    pagerduty: Any = None
-    tools: Any = None
-    agent: Any = None
+    state: RuntimeState
+    intake: Intake
+    pagerduty: PagerDutyClient
+    reports: ReportWriter
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -1,0 +1,334 @@
+"""The agent loop: complete → finish if no tool calls → run the calls concurrently → repeat.
+
+One `Agent` serves every run; per-run state lives in the `AlertRecord` (what operators
+see) and the tools' `RunContext` (what tools share). The loop ends on an answer without
+tool calls, or on a limit (turns, wall clock, tokens) or an LLM error that survived
+retries; in the latter cases the runtime escalates with what was found so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+from opentelemetry import trace
+
+from agent import prompt
+from agent.llm import LLM, LLMError
+from agent.report import ReportInput, ReportWriter
+from config import Settings
+from intake import AlertRecord
+from models import AlertStatus, ToolCallRecord
+from telemetry import SPAN_AGENT_TURN
+from tools import (
+    PagerDutyClient,
+    Redactor,
+    RunContext,
+    ToolExecutor,
+    ToolOutcome,
+    default_report_name,
+)
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+ESCALATION_SECONDS = 60.0  # a runtime escalation gets its own deadline: the run's may be spent
+
+
+class UsageSink(Protocol):
+    def record_tokens(self, *, input_tokens: int, output_tokens: int) -> None: ...
+    def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None: ...
+
+
+class _NoUsage:
+    def record_tokens(self, *, input_tokens: int, output_tokens: int) -> None:
+        pass
+
+    def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class RunEnd:
+    """How a conversation ended. `stop_reason` is None when the model concluded."""
+
+    stop_reason: str | None
+    final_text: str | None = None
+    budget_exceeded: bool = False
+
+
+class Agent:
+    """The intake `Runner`: diagnoses one alert and returns resolved or escalated."""
+
+    def __init__(
+        self,
+        *,
+        llm: LLM,
+        tools: ToolExecutor,
+        pagerduty: PagerDutyClient,
+        reports: ReportWriter,
+        settings: Settings,
+        redactor: Redactor,
+        usage: UsageSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._llm = llm
+        self._tools = tools
+        self._pagerduty = pagerduty
+        self._reports = reports
+        self._settings = settings
+        self._redactor = redactor
+        self._usage = usage or _NoUsage()
+        self._clock = clock
+
+    async def __call__(self, record: AlertRecord) -> AlertStatus:
+        started = self._clock()
+        ctx = RunContext(
+            alert=record.alert,
+            trace_id=record.trace_id,
+            shadow=self._settings.shadow,
+            deadline=started + self._settings.agent_timeout_seconds,
+        )
+        record.extra["ctx"] = ctx  # a shutdown cut-off still reports what was found
+        end = await self._converse(record, ctx)
+        if end.stop_reason is not None and not triggered(ctx):
+            await self._escalate(record, ctx, end)
+        status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
+        record.reason = end.stop_reason or record.reason
+        await self._report(record, ctx, end, status)
+        self._usage.record_run(
+            ok=end.stop_reason is None,
+            duration_s=self._clock() - started,
+            tokens=record.tokens.total,
+        )
+        return status
+
+    # -- the conversation ------------------------------------------------------------------
+
+    async def _converse(self, record: AlertRecord, ctx: RunContext) -> RunEnd:
+        nonce = prompt.new_nonce()
+        messages = self._opening(record, nonce)
+        try:
+            async with asyncio.timeout(self._settings.agent_timeout_seconds):
+                return await self._turns(record, ctx, messages, nonce)
+        except TimeoutError:
+            return RunEnd("timeout", _last_text(messages))
+        except LLMError as exc:
+            logger.warning("LLM call failed for good: %s", exc.kind)
+            return RunEnd(f"llm_error: {exc.kind}", _last_text(messages))
+
+    def _opening(self, record: AlertRecord, nonce: str) -> list[dict[str, Any]]:
+        system = self._settings.sre_prompt_path.read_text(encoding="utf-8")  # fresh each run
+        names = [d["function"]["name"] for d in self._tools.definitions()]
+        user = prompt.first_message(
+            alert=record.alert,
+            settings=self._settings,
+            redactor=self._redactor,
+            nonce=nonce,
+            tool_names=names,
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    async def _turns(
+        self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], nonce: str
+    ) -> RunEnd:
+        limit = self._settings.agent_max_turns
+        for turn in range(1, limit + 1):
+            record.turns = turn
+            self._deliver_notices(record, messages, nonce)
+            message = await self._complete(record, ctx, messages, final=turn == limit)
+            messages.append(_assistant(message))
+            if not message.tool_calls:
+                return RunEnd(None, message.content or message.refusal, self._over_budget(record))
+            if turn == limit:
+                break  # tools were not offered; a model that still calls them has not concluded
+            if self._over_budget(record):
+                return RunEnd("token_budget", message.content, budget_exceeded=True)
+            outcomes = await self._run_tools(record, ctx, message, turn)
+            messages.extend(_tool_messages(message, outcomes, nonce))
+        return RunEnd("max_turns", _last_text(messages), self._over_budget(record))
+
+    async def _complete(
+        self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
+    ) -> ChatCompletionMessage:
+        tools = None if final else self._tools.definitions()
+        with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes={"turn": record.turns}):
+            completion = await self._llm.complete(
+                messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
+            )
+        self._account(record, completion)
+        if not completion.choices:
+            raise LLMError("empty_response", "the LLM API returned no choices")
+        logger.info(
+            "agent turn %d: %d tool call(s)",
+            record.turns,
+            len(completion.choices[0].message.tool_calls or []),
+        )
+        return completion.choices[0].message
+
+    def _deliver_notices(
+        self, record: AlertRecord, messages: list[dict[str, Any]], nonce: str
+    ) -> None:
+        notices = record.take_notices()
+        if notices:
+            messages.append({"role": "user", "content": prompt.platform_update(nonce, notices)})
+
+    def _account(self, record: AlertRecord, completion: ChatCompletion) -> None:
+        usage = completion.usage
+        if usage is None:
+            return
+        tokens = record.tokens
+        tokens.input += usage.prompt_tokens
+        tokens.output += usage.completion_tokens
+        tokens.total += usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        self._usage.record_tokens(
+            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
+        )
+
+    def _over_budget(self, record: AlertRecord) -> bool:
+        budget = self._settings.max_tokens_per_incident
+        return budget > 0 and record.tokens.total >= budget
+
+    # -- tools ------------------------------------------------------------------------------
+
+    async def _run_tools(
+        self, record: AlertRecord, ctx: RunContext, message: ChatCompletionMessage, turn: int
+    ) -> list[ToolOutcome]:
+        """All calls of one message at once; results (and records) in the order of the calls."""
+        calls = message.tool_calls or []
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._run_tool(call, ctx, turn)) for call in calls]
+        results = [task.result() for task in tasks]
+        record.tool_calls.extend(entry for _, entry in results)
+        return [outcome for outcome, _ in results]
+
+    async def _run_tool(
+        self, call: Any, ctx: RunContext, turn: int
+    ) -> tuple[ToolOutcome, ToolCallRecord]:
+        name, arguments = _function_of(call)
+        started = time.perf_counter()
+        outcome = await self._tools.execute(name, arguments, ctx)
+        duration_ms = (time.perf_counter() - started) * 1000
+        logger.info("tool %s ok=%s in %.0f ms", name, outcome.ok, duration_ms)
+        entry = ToolCallRecord(
+            turn=turn,
+            name=name,
+            arguments=_parsed(self._redactor.redact(arguments)),
+            duration_ms=round(duration_ms, 1),
+            ok=outcome.ok,
+            error=outcome.error,
+        )
+        return outcome, entry
+
+    # -- endings ----------------------------------------------------------------------------
+
+    async def _escalate(self, record: AlertRecord, ctx: RunContext, end: RunEnd) -> None:
+        """The runtime's own escalation when a limit or an LLM failure stopped the run."""
+        alert = record.alert
+        summary = f"[SRE agent stopped: {end.stop_reason}] {alert.summary}"[:1024]
+        details = findings(record, end.final_text)
+        if ctx.shadow:
+            ctx.withheld.append(f"PagerDuty trigger (runtime escalation): {summary}")
+            return
+        result = await self._pagerduty.trigger(
+            alert=alert,
+            summary=summary,
+            details=details,
+            trace_id=record.trace_id,
+            report_file=ctx.report_filename or self._default_name(record),
+            deadline=self._clock() + ESCALATION_SECONDS,
+        )
+        ctx.escalations.append(result)
+
+    async def _report(
+        self, record: AlertRecord, ctx: RunContext, end: RunEnd, status: AlertStatus
+    ) -> None:
+        report = ReportInput(
+            outcome=status.value,
+            stop_reason=end.stop_reason,
+            model_text=ctx.report_content or end.final_text,
+            escalations=ctx.escalations,
+            withheld=ctx.withheld,
+            budget_exceeded=end.budget_exceeded,
+            shadow=ctx.shadow,
+        )
+        await self._reports.write(record, report, ctx.report_filename or self._default_name(record))
+
+    def _default_name(self, record: AlertRecord) -> str:
+        name = record.extra.get("default_report_name")
+        if name is None:
+            name = record.extra["default_report_name"] = default_report_name(
+                record.alert, datetime.now(UTC)
+            )
+        return str(name)
+
+
+def triggered(ctx: RunContext) -> bool:
+    """True once a PagerDuty trigger was made for this run (failed or not)."""
+    return any(e.action == "trigger" and not e.shadow for e in ctx.escalations)
+
+
+def findings(record: AlertRecord, final_text: str | None) -> str:
+    """What the run found so far, for a human picking the incident up."""
+    lines = [f"Last model output: {final_text or '(none)'}", "Tool calls:"]
+    lines += [
+        f"- turn {c.turn} {c.name} {'ok' if c.ok else 'error: ' + (c.error or '')}"
+        for c in record.tool_calls[-20:]
+    ]
+    return "\n".join(lines)[:4000]
+
+
+def _assistant(message: ChatCompletionMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": "assistant", "content": message.content}
+    if message.tool_calls:
+        entry["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": _function_of(call)[0], "arguments": _function_of(call)[1]},
+            }
+            for call in message.tool_calls
+        ]
+    return entry
+
+
+def _tool_messages(
+    message: ChatCompletionMessage, outcomes: Sequence[ToolOutcome], nonce: str
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "tool",
+            "tool_call_id": call.id,
+            "content": prompt.tool_output(_function_of(call)[0], nonce, outcome.content),
+        }
+        for call, outcome in zip(message.tool_calls or [], outcomes, strict=True)
+    ]
+
+
+def _function_of(call: Any) -> tuple[str, str]:
+    """(name, arguments) of a function tool call; other kinds get a name no tool has."""
+    function = getattr(call, "function", None)
+    if function is None:
+        return f"unsupported:{getattr(call, 'type', 'unknown')}", "{}"
+    return str(function.name), str(function.arguments or "")
+
+
+def _parsed(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
+def _last_text(messages: list[dict[str, Any]]) -> str | None:
+    for message in reversed(messages):
+        if message["role"] == "assistant" and message.get("content"):
+            return str(message["content"])
+    return None

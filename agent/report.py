@@ -1,0 +1,186 @@
+"""Incident reports (CONTRACT §5): rendered, redacted, written, and logged as one JSON line.
+
+Whatever the model wrote comes first; the runtime's own sections follow, so a report is
+complete even when the model wrote nothing or the run was cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from intake import AlertRecord
+from tools import EscalationResult, Redactor, default_report_name, write_report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ReportInput:
+    """Everything a report says beyond the record itself."""
+
+    outcome: str
+    stop_reason: str | None = None
+    model_text: str | None = None
+    escalations: Sequence[EscalationResult] = ()
+    withheld: Sequence[str] = ()
+    budget_exceeded: bool = False
+    shadow: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def render(record: AlertRecord, report: ReportInput) -> str:
+    parts = [
+        _failures(report.escalations),
+        report.model_text.strip() if report.model_text else _fallback_title(record, report),
+        _alert_section(record),
+        _outcome_section(record, report),
+        _escalation_section(report.escalations, report.shadow),
+        _timeline_section(record),
+        _tool_section(record),
+        _withheld_section(report) if report.shadow else "",
+        _token_section(record, report.budget_exceeded),
+    ]
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def _failures(escalations: Sequence[EscalationResult]) -> str:
+    failed = [e for e in escalations if not e.ok and not e.shadow]
+    return "\n".join(
+        f"> **PagerDuty {e.action} FAILED** after {e.attempts} attempt(s): {e.error}. "
+        "No human has been paged by this runtime: page the on-call manually."
+        for e in failed
+    )
+
+
+def _fallback_title(record: AlertRecord, report: ReportInput) -> str:
+    lines = [f"# Incident {record.incident_id}: {record.alert.summary}"]
+    if report.stop_reason:
+        lines.append(f"\nThe agent run ended early ({report.stop_reason}).")
+    lines.extend(f"\n{note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def _alert_section(record: AlertRecord) -> str:
+    alert = record.alert
+    rows = [
+        ("Incident", alert.incident_id),
+        ("Service", alert.service or "(not in the registry)"),
+        ("Priority", alert.priority.value),
+        ("Provider", alert.provider.value),
+        ("Summary", alert.summary),
+        ("Started", alert.started_at.isoformat() if alert.started_at else "unknown"),
+        ("Link", alert.url or "none"),
+        ("Trace ID", record.trace_id),
+        ("Repeat notifications", str(record.repeats)),
+    ]
+    return "## Alert\n" + "\n".join(f"- **{k}:** {v}" for k, v in rows)
+
+
+def _outcome_section(record: AlertRecord, report: ReportInput) -> str:
+    lines = [f"- **Outcome:** {report.outcome}"]
+    if record.reason:
+        lines.append(f"- **Reason:** {record.reason}")
+    if report.stop_reason:
+        lines.append(f"- **Run stopped by:** {report.stop_reason}")
+    if record.resolved_upstream:
+        lines.append("- The monitoring platform reported the incident resolved during the run.")
+    return "## Outcome\n" + "\n".join(lines)
+
+
+def _escalation_section(escalations: Sequence[EscalationResult], shadow: bool) -> str:
+    if not escalations:
+        note = "withheld (shadow mode)" if shadow else "none"
+        return f"## Escalation\n- PagerDuty: {note}"
+    lines = []
+    for e in escalations:
+        status = "sent" if e.ok else f"FAILED ({e.error})"
+        line = f"- PagerDuty {e.action} `{e.dedup_key}`: {status}, {e.attempts} attempt(s)"
+        if e.policy_handoff:
+            line += f"; escalation policy: {e.policy_handoff}"
+        lines.append(line)
+    return "## Escalation\n" + "\n".join(lines)
+
+
+def _timeline_section(record: AlertRecord) -> str:
+    lines = [
+        f"- {e.at.strftime('%Y-%m-%dT%H:%M:%SZ')} {e.status.value}"
+        + (f" ({e.note})" if e.note else "")
+        for e in record.timeline
+    ]
+    return "## Timeline\n" + "\n".join(lines or ["- (none)"])
+
+
+def _tool_section(record: AlertRecord) -> str:
+    if not record.tool_calls:
+        return "## Tool Calls\nNone."
+    rows = ["| turn | tool | ok | ms | detail |", "|---|---|---|---|---|"]
+    for call in record.tool_calls:
+        detail = call.error or _short(call.arguments)
+        rows.append(
+            f"| {call.turn} | {call.name} | {'yes' if call.ok else 'no'} "
+            f"| {call.duration_ms:.0f} | {_cell(detail)} |"
+        )
+    return "## Tool Calls\n" + "\n".join(rows)
+
+
+def _withheld_section(report: ReportInput) -> str:
+    lines = [f"- {line}" for line in report.withheld] or ["- Nothing: no write was attempted."]
+    return "## Would Have Done\n" + "\n".join(lines)
+
+
+def _token_section(record: AlertRecord, budget_exceeded: bool) -> str:
+    tokens = record.tokens
+    rows = [
+        f"- Input tokens: {tokens.input}",
+        f"- Output tokens: {tokens.output}",
+        f"- Total tokens: {tokens.total}",
+        f"- Turns: {record.turns}",
+        f"- Budget Exceeded: {'yes' if budget_exceeded else 'no'}",
+    ]
+    return "## Token Usage\n" + "\n".join(rows)
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+class ReportWriter:
+    """Writes a record's report into INCIDENTS_DIR and logs the INCIDENT_REPORT line."""
+
+    def __init__(self, *, directory: Path, redactor: Redactor) -> None:
+        self._directory = directory
+        self._redactor = redactor
+
+    async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
+        name = filename or default_report_name(record.alert, datetime.now(UTC))
+        text = self._redactor.redact(render(record, report))
+        await asyncio.to_thread(write_report, self._directory, name, text)
+        record.report_file = name
+        record.outcome = report.outcome
+        logger.info(
+            "INCIDENT_REPORT",
+            extra={
+                "incident_id": record.incident_id,
+                "service": record.service,
+                "outcome": report.outcome,
+                "report_file": name,
+                "report": text,
+            },
+        )
+        return name
+
+    def read(self, filename: str) -> str | None:
+        try:
+            return (self._directory / filename).read_text(encoding="utf-8")
+        except OSError:
+            return None

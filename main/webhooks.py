@@ -1,0 +1,181 @@
+"""`POST /webhook/{provider}`: authenticate, read a bounded body, parse, submit, answer 202.
+
+The handler never waits for the agent: intake decides at once and runs happen later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import SecretStr
+
+from intake import Draining
+from intake.parsers import Ignored, PayloadError, parse_webhook
+from main.deps import Runtime, RuntimeDep
+from main.errors import ClientError, field_errors
+from models import AlertResult, ErrorResponse, Provider, WebhookResponse
+
+router = APIRouter(tags=["webhooks"])
+
+RETRY_AFTER_SECONDS = "30"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        401: "Missing or wrong token.",
+        404: "Unknown provider.",
+        413: "Body larger than WEBHOOK_MAX_BODY_BYTES.",
+        422: "Invalid JSON, or not the provider's payload shape (see `detail[].loc`).",
+        503: "Draining or shutting down; retry after `Retry-After` seconds.",
+    }.items()
+}
+
+
+@router.post(
+    "/webhook/{provider}",
+    status_code=202,
+    response_model=WebhookResponse,
+    responses=_ERRORS,
+    summary="Receive an alert notification from a monitoring platform",
+)
+async def receive_webhook(
+    provider: str,
+    request: Request,
+    runtime: RuntimeDep,
+    auth_token: Annotated[
+        str | None, Query(description="Webhook token, for platforms that cannot set headers.")
+    ] = None,
+) -> WebhookResponse:
+    """Accepts `gcp`, `datadog`, `newrelic`, `alertmanager`, `grafana`, `cloudwatch` and
+    `generic`. Auth: `?auth_token=`, `Authorization: Bearer`, or HTTP Basic with the token
+    as password. Each alert in the body gets one result: queued, deduplicated, ignored,
+    resolved or escalated."""
+    platform = _provider(provider)
+    _authenticate(request, auth_token, runtime.settings.webhook_token)
+    if not runtime.intake.accepting:
+        raise _draining()
+    body = await _read_body(request, runtime.settings.webhook_max_body_bytes, runtime)
+    runtime.state.record_webhook("received")
+    items = _parse(platform, body, runtime)
+    results = [_submit(item, runtime, request.state.trace_id) for item in items]
+    _count(results, runtime)
+    return WebhookResponse(trace_id=request.state.trace_id, alerts=results)
+
+
+def _provider(name: str) -> Provider:
+    try:
+        return Provider(name.lower())
+    except ValueError:
+        known = ", ".join(p.value for p in Provider)
+        raise ClientError(404, "unknown_provider", f"provider must be one of: {known}") from None
+
+
+def _authenticate(request: Request, query_token: str | None, expected: SecretStr) -> None:
+    """Constant-time check of every presented form; 401 when none matches."""
+    presented = [query_token, *_header_tokens(request.headers.get("authorization"))]
+    secret = expected.get_secret_value().encode()
+    matches = [hmac.compare_digest((p or "").encode(), secret) for p in presented if p]
+    if not any(matches):
+        reason = "wrong token" if matches else "missing token"
+        raise ClientError(
+            401,
+            "unauthorized",
+            reason,
+            headers={"WWW-Authenticate": 'Bearer, Basic realm="webhook"'},
+        )
+
+
+def _header_tokens(header: str | None) -> list[str]:
+    scheme, _, value = (header or "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return [value]
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return []
+        return [decoded.partition(":")[2]]
+    return []
+
+
+def _draining() -> ClientError:
+    return ClientError(
+        503, "draining", "not accepting alerts now", headers={"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+async def _read_body(request: Request, limit: int, runtime: Runtime) -> bytes:
+    """Read at most `limit` bytes: refuse early on Content-Length, stop streaming past it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, runtime)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, runtime)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, runtime: Runtime) -> ClientError:
+    runtime.state.record_webhook("failed")
+    return ClientError(413, "payload_too_large", f"body exceeds {limit} bytes")
+
+
+def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        runtime.state.record_webhook("failed")
+        raise ClientError(422, "invalid_json", _json_problem(exc)) from None
+    try:
+        return parse_webhook(platform, payload, registry=runtime.settings.service_registry)
+    except PayloadError as exc:
+        runtime.state.record_webhook("failed")
+        raise ClientError(422, "invalid_payload", field_errors(exc.errors)) from None
+
+
+def _json_problem(exc: Exception) -> list[dict[str, Any]]:
+    if isinstance(exc, json.JSONDecodeError):
+        msg = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    else:
+        msg = "body is not UTF-8 JSON"
+    return [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
+
+
+def _submit(item: Any, runtime: Runtime, trace_id: str) -> AlertResult:
+    if isinstance(item, Ignored):
+        return AlertResult(
+            incident_id=item.incident_id,
+            service=item.service,
+            priority=item.priority,
+            status="ignored",
+            reason=item.reason,
+        )
+    try:
+        outcome = runtime.intake.submit(item, trace_id=trace_id)
+    except Draining:
+        raise _draining() from None
+    return AlertResult(
+        incident_id=item.incident_id,
+        service=item.service,
+        priority=item.priority,
+        status=outcome.status,
+        reason=outcome.reason,
+    )
+
+
+def _count(results: list[AlertResult], runtime: Runtime) -> None:
+    ignored = sum(r.status == "ignored" for r in results)
+    if ignored:
+        runtime.state.record_webhook("ignored", ignored)
+    if len(results) - ignored:
+        runtime.state.record_webhook("processed", len(results) - ignored)

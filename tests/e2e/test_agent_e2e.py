@@ -1,0 +1,234 @@
+"""The agent end to end: real app, real openai client, fake LLM/services/PagerDuty."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.conftest import TEST_SECRETS, SettingsFactory
+from tests.fakes.llm import Call, FakeLLM, fail, say, tools
+from tests.fakes.stack import running_stack
+
+
+def generic(incident: str = "inc-1", service: str = "worker", **extra: object) -> dict[str, object]:
+    return {"incident_id": incident, "summary": "Error rate above 5%", "service": service, **extra}
+
+
+async def test_happy_path_diagnoses_remediates_verifies_and_reports_without_paging(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(
+        script=[
+            tools(Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})),
+            tools(
+                Call(
+                    "call_ops_endpoint",
+                    {"service": "worker", "endpoint": "/ops/restart", "method": "POST"},
+                )
+            ),
+            tools(Call("call_ops_endpoint", {"service": "worker", "endpoint": "/ops/status"})),
+            tools(Call("write_incident_report", {"content": "# Worker restarted\nFixed."})),
+            say("Restarted the worker; status healthy again."),
+        ]
+    )
+    async with running_stack(make_settings, llm) as stack:
+        stack.services["worker"].faulty = True
+        response = await stack.webhook("generic", generic())
+        assert response.status_code == 202
+        assert response.json()["alerts"][0]["status"] == "queued"
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+        report = (await stack.client.get("/alerts/generic:inc-1/report")).text
+    assert detail["status"] == "resolved"
+    assert detail["outcome"] == "resolved"
+    assert [c["name"] for c in detail["tool_calls"]] == [
+        "call_ops_endpoint",
+        "call_ops_endpoint",
+        "call_ops_endpoint",
+        "write_incident_report",
+    ]
+    assert stack.services["worker"].faulty is False
+    assert stack.pagerduty.events == []
+    assert report.startswith("# Worker restarted")
+    assert "## Token Usage" in report
+    assert "Budget Exceeded: no" in report
+    assert detail["tokens"] == {"input": 500, "output": 100, "total": 600}
+    worker_requests = stack.services["worker"].requests
+    assert all(
+        r.headers["authorization"] == f"Bearer {TEST_SECRETS['ops_auth_token']}"
+        for r in worker_requests
+    )
+    trace_id = response.headers["x-trace-id"]
+    assert {r.headers["x-trace-id"] for r in worker_requests} == {trace_id}
+
+
+async def test_model_escalation_pages_pagerduty_with_the_incident_dedup_key(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(
+        script=[
+            tools(Call("call_ops_endpoint", {"service": "api", "endpoint": "status"})),
+            tools(
+                Call(
+                    "escalate_pagerduty",
+                    {"summary": "Database down; cannot fix via API", "details": "db refused"},
+                )
+            ),
+            say("Escalated."),
+        ]
+    )
+    async with running_stack(make_settings, llm) as stack:
+        await stack.webhook("generic", generic("db-1", service="api"))
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:db-1")).json()
+    assert detail["status"] == "escalated"
+    event = stack.pagerduty.events[0].json
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"] == "generic:db-1"
+    assert event["payload"]["severity"] == "critical"  # api is a critical service
+
+
+async def test_turn_limit_ends_with_a_runtime_escalation(make_settings: SettingsFactory) -> None:
+    status = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
+    metrics = Call("call_ops_endpoint", {"service": "worker", "endpoint": "metrics"})
+    llm = FakeLLM(script=[tools(status), tools(metrics), tools(status)])
+    async with running_stack(make_settings, llm, agent_max_turns=3) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+    assert detail["status"] == "escalated"
+    assert detail["reason"] == "max_turns"
+    assert "tools" not in llm.requests[-1]  # the last turn is offered no tools
+    assert "tools" in llm.requests[0]
+    assert stack.pagerduty.event_actions() == ["trigger"]
+
+
+async def test_token_budget_stops_the_run_and_says_so(make_settings: SettingsFactory) -> None:
+    status = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
+    llm = FakeLLM(script=[tools(status, prompt_tokens=900, completion_tokens=200)])
+    async with running_stack(make_settings, llm, max_tokens_per_incident=1000) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+        report = (await stack.client.get("/alerts/generic:inc-1/report")).text
+    assert detail["reason"] == "token_budget"
+    assert detail["status"] == "escalated"
+    assert "Budget Exceeded: yes" in report
+    assert len(llm.requests) == 1
+
+
+async def test_wall_clock_limit_escalates(make_settings: SettingsFactory) -> None:
+    never = asyncio.Event()
+    llm = FakeLLM(script=[say("too late", hold=never)])
+    async with running_stack(make_settings, llm, agent_timeout_seconds=0.5) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+        never.set()
+    assert detail["reason"] == "timeout"
+    assert detail["status"] == "escalated"
+
+
+async def test_llm_rate_limit_is_retried_honouring_retry_after(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(
+        script=[fail(429, "rate_limit_exceeded", headers={"retry-after": "0"}), say("All fine.")]
+    )
+    async with running_stack(make_settings, llm) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+    assert detail["status"] == "resolved"
+    assert len(llm.requests) == 2
+
+
+async def test_insufficient_quota_is_not_retried_and_escalates(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(script=[fail(429, "insufficient_quota")])
+    async with running_stack(make_settings, llm) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        detail = (await stack.client.get("/alerts/generic:inc-1")).json()
+    assert len(llm.requests) == 1
+    assert detail["reason"] == "llm_error: insufficient_quota"
+    assert stack.pagerduty.event_actions() == ["trigger"]
+
+
+async def test_parallel_tool_calls_return_in_call_order(make_settings: SettingsFactory) -> None:
+    calls = [
+        Call("call_ops_endpoint", {"service": "worker", "endpoint": name})
+        for name in ("status", "metrics", "errors")
+    ]
+    llm = FakeLLM(script=[tools(*calls), say("done")])
+    async with running_stack(make_settings, llm) as stack:
+        worker = stack.services["worker"]
+        worker.hold("/ops/status")
+        await stack.webhook("generic", generic())
+        await worker.arrived("/ops/errors")
+        await worker.arrived("/ops/metrics")
+        assert "/ops/status" in worker.paths()  # all three are in flight at once
+        worker.release("/ops/status")
+        await stack.idle()
+    tool_messages = [m for m in llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["call_0_0", "call_0_1", "call_0_2"]
+
+
+async def test_shadow_mode_withholds_every_write_and_lists_it(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(
+        script=[
+            tools(
+                Call(
+                    "call_ops_endpoint",
+                    {"service": "worker", "endpoint": "/ops/restart", "method": "POST"},
+                ),
+                Call("escalate_pagerduty", {"summary": "would page"}),
+            ),
+            say("done"),
+        ]
+    )
+    async with running_stack(make_settings, llm, agent_mode="shadow") as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        report = (await stack.client.get("/alerts/generic:inc-1/report")).text
+    assert stack.services["worker"].paths("POST") == []
+    assert stack.pagerduty.events == []
+    assert "## Would Have Done" in report
+    withheld = report.split("## Would Have Done", 1)[1]
+    assert "/ops/restart" in withheld
+    assert "PagerDuty" in withheld
+
+
+async def test_unknown_service_is_escalated_with_a_report(make_settings: SettingsFactory) -> None:
+    async with running_stack(make_settings, FakeLLM()) as stack:
+        response = await stack.webhook("generic", generic("ghost-1", service="ghost"))
+        await stack.idle()
+        report = (await stack.client.get("/alerts/generic:ghost-1/report")).text
+    assert response.json()["alerts"][0] == {
+        "incident_id": "generic:ghost-1",
+        "service": None,
+        "priority": "P3",
+        "status": "escalated",
+        "reason": "unknown_service",
+    }
+    assert stack.pagerduty.event_actions() == ["trigger"]
+    assert "No registered service matches" in report
+
+
+async def test_incident_report_json_line_is_logged(
+    make_settings: SettingsFactory, capsys: object
+) -> None:
+    async with running_stack(make_settings, FakeLLM()) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    reports = [line for line in lines if line["message"] == "INCIDENT_REPORT"]
+    assert len(reports) == 1
+    assert reports[0]["incident_id"] == "generic:inc-1"
+    assert reports[0]["outcome"] == "resolved"
+    assert reports[0]["report"].count("## Token Usage") == 1
+    assert all(TEST_SECRETS["llm_api_key"] not in line for line in map(str, lines))

@@ -1,0 +1,96 @@
+"""Secret redaction for everything a tool returns (to the model, a log line or a report).
+
+Every pattern is precompiled and free of nested unbounded quantifiers, so a megabyte of
+hostile output is scanned in linear time. Matches are replaced whole by `[REDACTED]`:
+no prefix or suffix of a secret survives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+
+_SECRET_KEYS = r"(?:password|passwd|secret|token|api[_-]?key|authorization|private[_-]?key)"
+
+# (pattern, replacement): group 1, when present, is kept as the visible label.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PEM private key blocks (a cut-off block is redacted to the end of the text).
+    (
+        re.compile(
+            r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----"
+            r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----|.*)",
+            re.DOTALL,
+        ),
+        REDACTED,
+    ),
+    # JSON string fields whose key names a secret: "db_password": "..." -> "[REDACTED]".
+    (
+        re.compile(
+            r'("[^"\\]{0,64}?' + _SECRET_KEYS + r'[^"\\]{0,64}"\s*:\s*")(?:[^"\\]|\\.)*"',
+            re.IGNORECASE,
+        ),
+        r"\1" + REDACTED + '"',
+    ),
+    # Authorization headers: the credential after the scheme, whatever its shape.
+    (
+        re.compile(
+            r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|digest|token)\s+)?)"
+            r"(?!\[REDACTED\])[^\s\"',;]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    # Authorization schemes in free text.
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1" + REDACTED),
+    (
+        re.compile(r"(?i)\b(basic\s+)(?=[A-Za-z+/]{0,200}[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"),
+        r"\1" + REDACTED,
+    ),
+    (re.compile(r"(?i)\b(token\s+token=)[^\s\"',;]+"), r"\1" + REDACTED),
+    # key=value / key: value in env files, YAML, query strings and logs.
+    (
+        re.compile(
+            r"(?i)\b([\w-]{0,40}?(?:aws_secret_access_key|password|passwd|secret|api[_-]?key|"
+            r"access[_-]?token|auth[_-]?token|client[_-]?secret|token)\s*[=:]\s*)"
+            r"(?!\[REDACTED\])[^\s\"',;&]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    # URL userinfo: https://user:pass@host -> https://[REDACTED]@host.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,15}://)[^\s/:@\"'<>]{1,256}:[^\s/@\"'<>]{1,256}@"),
+        r"\1" + REDACTED + "@",
+    ),
+    # Well-known key formats.
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), REDACTED),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), REDACTED),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), REDACTED),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), REDACTED),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+)
+
+
+def _variants(secret: str) -> set[str]:
+    """The secret as-is and as it appears inside a JSON string (escaped)."""
+    return {secret, json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(secret)[1:-1]}
+
+
+class Redactor:
+    """Replace configured secrets and common credential formats with `[REDACTED]`."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = {v for s in secrets if s for v in _variants(s)}
+        # Longest first, so a secret that contains another is replaced whole.
+        ordered = sorted(values, key=len, reverse=True)
+        self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def redact(self, text: str) -> str:
+        if self._exact is not None:
+            text = self._exact.sub(REDACTED, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text

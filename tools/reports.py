@@ -1,0 +1,62 @@
+"""Incident report files: the default name and the atomic write into INCIDENTS_DIR.
+
+The runtime uses both too (it rewrites the same file with its own sections appended), so
+the naming rule lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from models import Alert
+from tools.errors import Refused
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]|\.{2,}")
+
+
+def _safe_part(text: str, limit: int) -> str:
+    return _UNSAFE.sub("_", text)[:limit] or "_"
+
+
+def default_report_name(alert: Alert, now: datetime) -> str:
+    """`YYYYMMDDTHHMMSSZ-<service>-<incident>.md`, unsafe characters replaced by `_`."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    service = _safe_part(alert.service or "unknown", 63)
+    incident = _safe_part(alert.incident_id, 120)
+    return f"{stamp}-{service}-{incident}.md"
+
+
+def report_path(directory: Path, filename: str) -> Path:
+    """The resolved path of `filename` in `directory`, refused unless directly inside it."""
+    root = directory.resolve()
+    target = (root / filename).resolve()
+    if target.parent != root or not target.name:
+        raise Refused(f"report filename {filename[:80]!r} does not stay inside INCIDENTS_DIR")
+    return target
+
+
+def write_report(directory: Path, filename: str, content: str) -> Path:
+    """Write `content` to `directory/filename` atomically (temp file + os.replace).
+
+    Readers see the old report or the new one, never half of one. Blocking: call it
+    through `asyncio.to_thread` from async code.
+    """
+    target = report_path(directory, filename)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".md")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; reports are read by operators too
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return target
