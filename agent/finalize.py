@@ -11,7 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from agent.loop import ESCALATION_SECONDS, findings, triggered
+from agent.loop import (
+    ESCALATION_SECONDS,
+    NoRunObserver,
+    RunObserver,
+    findings,
+    observe_escalations,
+    triggered,
+)
 from agent.report import ReportInput, ReportWriter
 from config import Settings
 from intake import AlertRecord
@@ -39,8 +46,10 @@ class Finalizer:
         pagerduty: PagerDutyClient,
         reports: ReportWriter,
         settings: Settings,
+        observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._observer = observer or NoRunObserver()
         self._pagerduty = pagerduty
         self._reports = reports
         self._settings = settings
@@ -65,6 +74,7 @@ class Finalizer:
             stop_reason=record.reason if record.tool_calls else None,
         )
         await self._reports.write(record, report, ctx.report_filename)
+        observe_escalations(self._observer, ctx.escalations)
 
     async def _page(self, record: AlertRecord, ctx: RunContext) -> None:
         summary = f"[SRE agent: {record.reason}] {record.alert.summary}"[:1024]

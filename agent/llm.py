@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 RETRIES = 3
 NOT_RETRIED_CODES = frozenset({"insufficient_quota", "context_length_exceeded"})
+# A 429 "Request too large … tokens per min" can never succeed as sent: retrying only waits.
+NEVER_FITS = re.compile(r"request too large", re.IGNORECASE)
+TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 
 
 class LLMError(Exception):
@@ -118,9 +122,14 @@ def classify(exc: openai.OpenAIError) -> _Attempt:
     if not isinstance(exc, openai.APIStatusError):
         return _Attempt(False, None, LLMError("client", type(exc).__name__))
     code = _error_code(exc)
-    error = LLMError(code or f"http_{exc.status_code}", _message(exc), status=exc.status_code)
+    message = _message(exc)
+    if NEVER_FITS.search(message):
+        code = "request_too_large"
+    error = LLMError(code or f"http_{exc.status_code}", message, status=exc.status_code)
     retry = (exc.status_code == 429 or exc.status_code >= 500) and code not in NOT_RETRIED_CODES
-    return _Attempt(retry, _retry_after(exc.response), error)
+    retry = retry and code != "request_too_large"
+    wait = _retry_after(exc.response)
+    return _Attempt(retry, wait if wait is not None else _hinted_wait(message), error)
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:
@@ -135,6 +144,15 @@ def _message(exc: openai.APIStatusError) -> str:
     error = body.get("error", body)
     message = error.get("message") if isinstance(error, dict) else None
     return str(message or f"HTTP {exc.status_code}")[:300]
+
+
+def _hinted_wait(message: str) -> float | None:
+    """OpenAI's rate-limit messages say "Please try again in 1.574s" (or "20s", "500ms")."""
+    match = TRY_AGAIN.search(message)
+    if match is None:
+        return None
+    seconds = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+    return seconds if seconds <= 300 else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -26,8 +26,10 @@ from agent.report import ReportInput, ReportWriter
 from config import Settings
 from intake import AlertRecord
 from models import AlertStatus, ToolCallRecord
+from state import DEP_LLM, DEP_PAGERDUTY
 from telemetry import SPAN_AGENT_TURN
 from tools import (
+    EscalationResult,
     PagerDutyClient,
     Redactor,
     RunContext,
@@ -42,16 +44,30 @@ tracer = trace.get_tracer(__name__)
 ESCALATION_SECONDS = 60.0  # a runtime escalation gets its own deadline: the run's may be spent
 
 
-class UsageSink(Protocol):
+class RunObserver(Protocol):
+    """What runs report for /ops/* and telemetry (implemented by `state.RuntimeState`)."""
+
     def record_tokens(self, *, input_tokens: int, output_tokens: int) -> None: ...
     def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None: ...
+    def record_error(self, kind: str, message: str) -> None: ...
+    def record_dependency(
+        self, name: str, *, ok: bool, detail: str | None = None, latency_ms: float | None = None
+    ) -> None: ...
 
 
-class _NoUsage:
+class NoRunObserver:
     def record_tokens(self, *, input_tokens: int, output_tokens: int) -> None:
         pass
 
     def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None:
+        pass
+
+    def record_error(self, kind: str, message: str) -> None:
+        pass
+
+    def record_dependency(
+        self, name: str, *, ok: bool, detail: str | None = None, latency_ms: float | None = None
+    ) -> None:
         pass
 
 
@@ -76,7 +92,7 @@ class Agent:
         reports: ReportWriter,
         settings: Settings,
         redactor: Redactor,
-        usage: UsageSink | None = None,
+        observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._llm = llm
@@ -85,7 +101,7 @@ class Agent:
         self._reports = reports
         self._settings = settings
         self._redactor = redactor
-        self._usage = usage or _NoUsage()
+        self._observer = observer or NoRunObserver()
         self._clock = clock
 
     async def __call__(self, record: AlertRecord) -> AlertStatus:
@@ -103,7 +119,8 @@ class Agent:
         status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
         record.reason = end.stop_reason or record.reason
         await self._report(record, ctx, end, status)
-        self._usage.record_run(
+        observe_escalations(self._observer, ctx.escalations)
+        self._observer.record_run(
             ok=end.stop_reason is None,
             duration_s=self._clock() - started,
             tokens=record.tokens.total,
@@ -122,6 +139,8 @@ class Agent:
             return RunEnd("timeout", _last_text(messages))
         except LLMError as exc:
             logger.warning("LLM call failed for good: %s", exc.kind)
+            self._observer.record_dependency(DEP_LLM, ok=False, detail=str(exc)[:300])
+            self._observer.record_error("LLMError", str(exc))
             return RunEnd(f"llm_error: {exc.kind}", _last_text(messages))
 
     def _opening(self, record: AlertRecord, nonce: str) -> list[dict[str, Any]]:
@@ -159,10 +178,13 @@ class Agent:
         self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
     ) -> ChatCompletionMessage:
         tools = None if final else self._tools.definitions()
+        started = time.perf_counter()
         with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes={"turn": record.turns}):
             completion = await self._llm.complete(
                 messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
             )
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._observer.record_dependency(DEP_LLM, ok=True, latency_ms=latency_ms)
         self._account(record, completion)
         if not completion.choices:
             raise LLMError("empty_response", "the LLM API returned no choices")
@@ -188,7 +210,7 @@ class Agent:
         tokens.input += usage.prompt_tokens
         tokens.output += usage.completion_tokens
         tokens.total += usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
-        self._usage.record_tokens(
+        self._observer.record_tokens(
             input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
         )
 
@@ -268,6 +290,15 @@ class Agent:
                 record.alert, datetime.now(UTC)
             )
         return str(name)
+
+
+def observe_escalations(observer: RunObserver, escalations: Sequence[EscalationResult]) -> None:
+    """PagerDuty's last-seen status; a failed escalation is also a recorded error."""
+    for result in escalations:
+        detail = f"{result.action}: {'ok' if result.ok else result.error}"
+        observer.record_dependency(DEP_PAGERDUTY, ok=result.ok, detail=detail)
+        if not result.ok:
+            observer.record_error("PagerDutyError", f"{result.action} failed: {result.error}")
 
 
 def triggered(ctx: RunContext) -> bool:

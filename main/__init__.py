@@ -97,16 +97,18 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
     )
     agent = Agent(
         llm=LLM(client=client, model=settings.llm_model),
-        tools=ToolExecutor(http=http, settings=settings, pagerduty=pagerduty, redactor=redactor),
+        tools=ToolExecutor(
+            http=http, settings=settings, pagerduty=pagerduty, redactor=redactor, observer=state
+        ),
         pagerduty=pagerduty,
         reports=reports,
         settings=settings,
         redactor=redactor,
-        usage=state,
+        observer=state,
     )
     intake = Intake(
         runner=agent,
-        finalize=Finalizer(pagerduty=pagerduty, reports=reports, settings=settings),
+        finalize=Finalizer(pagerduty=pagerduty, reports=reports, settings=settings, observer=state),
         limits=Limits(
             concurrency=settings.max_concurrent_alerts,
             queue_size=settings.max_queue_size,

@@ -27,7 +27,7 @@ from tools.errors import Refused, ToolError
 from tools.handlers import TOOLS
 from tools.pagerduty import PagerDutyClient
 from tools.redact import Redactor
-from tools.registry import Tool, ToolDeps
+from tools.registry import DependencyObserver, NoObserver, Tool, ToolDeps
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -84,6 +84,7 @@ class ToolExecutor:
         pagerduty: PagerDutyClient,
         redactor: Redactor | None = None,
         cloud: CloudTools | None = None,
+        observer: DependencyObserver | None = None,
     ) -> None:
         self._settings = settings
         self._redactor = redactor or Redactor(settings.secret_values())
@@ -93,6 +94,7 @@ class ToolExecutor:
             pagerduty=pagerduty,
             cloud=cloud or NotConfiguredCloud(),
             redactor=self._redactor,
+            observer=observer or NoObserver(),
         )
         offer_cloud = settings.cloud_provider != "none"
         self._tools = {t.name: t for t in TOOLS if offer_cloud or not t.cloud}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from opentelemetry import trace
 
 import telemetry
 from config import ServiceEntry
+from state import service_dependency
 from tools.errors import ToolError
 from tools.registry import JsonObject, ToolDeps
 
@@ -36,12 +38,34 @@ async def call_ops(
     """`{"status_code", "body"}` of a 2xx answer; a `ToolError` otherwise."""
     attributes = {"sre_agent.service": entry.name, "http.request.method": method, "url.path": path}
     with tracer.start_as_current_span(telemetry.SPAN_TOOL_CALL_OPS, attributes=attributes) as span:
-        status, text = await _exchange(deps, entry, path, method, body, trace_id)
+        status, text = await _observed_exchange(deps, entry, path, method, body, trace_id)
         span.set_attribute("http.response.status_code", status)
     result: JsonObject = {"status_code": status, "body": _parse(text)}
     if not 200 <= status < 300:
         raise ToolError(f"HTTP {status} from {entry.name} {path}", result)
     return result
+
+
+async def _observed_exchange(
+    deps: ToolDeps,
+    entry: ServiceEntry,
+    path: str,
+    method: str,
+    body: dict[str, Any] | None,
+    trace_id: str,
+) -> tuple[int, str]:
+    """`_exchange`, reporting the service's reachability to the dependency observer."""
+    name = service_dependency(entry.name)
+    started = time.perf_counter()
+    try:
+        status, text = await _exchange(deps, entry, path, method, body, trace_id)
+    except ToolError as exc:
+        deps.observer.record_dependency(name, ok=False, detail=str(exc))
+        raise
+    latency_ms = (time.perf_counter() - started) * 1000
+    detail = f"HTTP {status} from {path}"
+    deps.observer.record_dependency(name, ok=status < 500, detail=detail, latency_ms=latency_ms)
+    return status, text
 
 
 async def _exchange(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel
@@ -27,6 +27,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class DependencyObserver(Protocol):
+    """Told how each downstream call went (state.py feeds /ops/dependencies from it)."""
+
+    def record_dependency(
+        self, name: str, *, ok: bool, detail: str | None = None, latency_ms: float | None = None
+    ) -> None: ...
+
+
+class NoObserver:
+    def record_dependency(
+        self, name: str, *, ok: bool, detail: str | None = None, latency_ms: float | None = None
+    ) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class ToolDeps:
     """Everything a handler may use; built once by the executor."""
@@ -37,6 +52,7 @@ class ToolDeps:
     cloud: CloudTools
     redactor: Redactor
     now: Callable[[], datetime] = field(default=_utcnow)
+    observer: DependencyObserver = field(default_factory=NoObserver)
 
 
 Handler = Callable[[ToolDeps, Any, RunContext], Awaitable[JsonObject]]

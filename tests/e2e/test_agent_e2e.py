@@ -7,6 +7,7 @@ import json
 
 from tests.conftest import TEST_SECRETS, SettingsFactory
 from tests.fakes.llm import Call, FakeLLM, fail, say, tools
+from tests.fakes.pagerduty import Scripted
 from tests.fakes.stack import running_stack
 
 
@@ -232,3 +233,33 @@ async def test_incident_report_json_line_is_logged(
     assert reports[0]["outcome"] == "resolved"
     assert reports[0]["report"].count("## Token Usage") == 1
     assert all(TEST_SECRETS["llm_api_key"] not in line for line in map(str, lines))
+
+
+async def test_dependencies_show_what_the_run_saw(make_settings: SettingsFactory) -> None:
+    status = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
+    llm = FakeLLM(script=[tools(status), say("ok")])
+    async with running_stack(make_settings, llm) as stack:
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        rows = (await stack.client.get("/ops/dependencies")).json()["dependencies"]
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["llm"]["status"] == "ok"
+    assert by_name["worker"]["status"] == "ok"
+    assert by_name["worker"]["detail"] == "HTTP 200 from /ops/status"
+    assert by_name["api"]["status"] == "unknown"  # never called
+
+
+async def test_pagerduty_failure_is_stated_atop_the_report_and_counted(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(script=[tools(Call("escalate_pagerduty", {"summary": "db down"})), say("paged")])
+    async with running_stack(make_settings, llm) as stack:
+        stack.pagerduty.events_default = Scripted(500, headers={"Retry-After": "0"})
+        await stack.webhook("generic", generic())
+        await stack.idle()
+        report = (await stack.client.get("/alerts/generic:inc-1/report")).text
+        errors = (await stack.client.get("/ops/errors")).json()["errors"]
+        rows = (await stack.client.get("/ops/dependencies")).json()["dependencies"]
+    assert report.startswith("> **PagerDuty trigger FAILED** after 6 attempt(s)")
+    assert [e["kind"] for e in errors] == ["PagerDutyError"]
+    assert {r["name"]: r["status"] for r in rows}["pagerduty"] == "failing"

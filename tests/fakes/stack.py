@@ -67,11 +67,11 @@ async def running_stack(
     async with contextlib.AsyncExitStack() as stack:
         llm_url = await stack.enter_async_context(serve(llm.app()))
         pd_url = await stack.enter_async_context(serve(pagerduty_app))
-        services, registry = {}, []
+        fakes, registry = {}, []
         for name, critical in services.items():
             app, fake = make_ops_service(name=name, token=TEST_SECRETS["ops_auth_token"])
             url = await stack.enter_async_context(serve(app))
-            services[name] = fake
+            fakes[name] = fake
             registry.append(f"{name}|{url}|{str(critical).lower()}")
         settings = make_settings(
             llm_api_base_url=llm_url,
@@ -87,4 +87,4 @@ async def running_stack(
                 headers={"Authorization": f"Bearer {TEST_SECRETS['ops_auth_token']}"},
             )
         )
-        yield Stack(app, base_url, client, llm, services, pagerduty, settings)
+        yield Stack(app, base_url, client, llm, fakes, pagerduty, settings)
