@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
@@ -48,6 +50,8 @@ incident_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 APP_LOGGERS = ("sre_agent", "main", "intake", "agent", "tools", "state", "telemetry", "config")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_HANDLER_NAME = "sre-agent-json"
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +71,40 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def json_handler(stream: IO[str] | None = None) -> logging.Handler:
+# Webhook tokens travel in query strings (`?auth_token=`) and headers; access logs print both.
+_CREDENTIALS = re.compile(
+    r"((?:auth_token|token|api_key|apikey)=)[^&\s\"']+|(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+",
+    re.IGNORECASE,
+)
+REDACTED = "[REDACTED]"
+
+
+class RedactFilter(logging.Filter):
+    """Remove credentials from every log message: token query parameters, bearer/basic
+    credentials, and the exact configured secrets (uvicorn's access log included)."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        self._secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _CREDENTIALS.sub(_keep_prefix, message)
+        for secret in self._secrets:
+            cleaned = cleaned.replace(secret, REDACTED)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return (match.group(1) or match.group(2)) + REDACTED
+
+
+def json_handler(stream: IO[str] | None = None, secrets: Sequence[str] = ()) -> logging.Handler:
     """A handler writing one JSON object per line (stdout unless `stream` is given)."""
     handler = logging.StreamHandler(stream or sys.stdout)
+    handler.addFilter(RedactFilter(secrets))
     handler.addFilter(ContextFilter())
     handler.setFormatter(
         JsonFormatter(
@@ -82,10 +117,20 @@ def json_handler(stream: IO[str] | None = None) -> logging.Handler:
     return handler
 
 
-def configure_logging(level: str) -> None:
-    """One JSON object per line on stdout: timestamp, level, message, trace_id, incident_id."""
+def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
+    """One JSON object per line on stdout: timestamp, level, message, trace_id, incident_id.
+
+    Replaces the handler a previous call installed (others, e.g. a test runner's, stay) and
+    routes uvicorn's own loggers, access log included, through the same redacting handler.
+    """
     root = logging.getLogger()
-    root.handlers[:] = [json_handler()]
+    handler = json_handler(secrets=secrets)
+    handler.set_name(_HANDLER_NAME)
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
     set_log_level(level)
 
 

@@ -33,7 +33,7 @@ VERSION = "0.1.0"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: validated from the environment)."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=settings.secret_values())
     app = FastAPI(
         title="SRE Agent Runtime",
         version=VERSION,
