@@ -60,6 +60,7 @@ class ContextFilter(logging.Filter):
     """Stamp `trace_id`, `incident_id` and, inside an OTel span, `otel_trace_id`/`span_id`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI twin of `message`
         if getattr(record, "trace_id", None) is None:
             record.trace_id = trace_id_var.get()
         if getattr(record, "incident_id", None) is None:

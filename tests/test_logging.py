@@ -31,6 +31,15 @@ def test_access_log_query_token_is_redacted_and_json(capsys: pytest.CaptureFixtu
     assert line["logger"] == "uvicorn.access"
 
 
+def test_uvicorn_colour_twin_of_the_message_is_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7, extra={"color_message": "Started [\x1b[36m%d\x1b[0m]"}
+    )
+    [line] = emitted(capsys)
+    assert "color_message" not in line
+
+
 @pytest.mark.parametrize(
     "message",
     [
