@@ -73,8 +73,9 @@ class ContextFilter(logging.Filter):
 
 
 # Webhook tokens travel in query strings (`?auth_token=`) and headers; access logs print both.
+# Not a bare `token=`: SNS's SubscribeURL carries one the operator needs in order to confirm.
 _CREDENTIALS = re.compile(
-    r"((?:auth_token|token|api_key|apikey)=)[^&\s\"']+|(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+",
+    r"((?:auth_token|api_key|apikey)=)[^&\s\"']+|(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+",
     re.IGNORECASE,
 )
 REDACTED = "[REDACTED]"

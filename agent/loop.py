@@ -161,28 +161,44 @@ class Agent:
         limit = self._settings.agent_max_turns
         for turn in range(1, limit + 1):
             record.turns = turn
-            self._deliver_notices(record, messages, nonce)
-            message = await self._complete(record, ctx, messages, final=turn == limit)
-            messages.append(_assistant(message))
-            if not message.tool_calls:
-                return RunEnd(None, message.content or message.refusal, self._over_budget(record))
-            if turn == limit:
-                break  # tools were not offered; a model that still calls them has not concluded
-            if self._over_budget(record):
-                return RunEnd("token_budget", message.content, budget_exceeded=True)
-            outcomes = await self._run_tools(record, ctx, message, turn)
-            messages.extend(_tool_messages(message, outcomes, nonce))
+            attributes: dict[str, int | str] = {"turn": turn, "incident.id": record.incident_id}
+            with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes=attributes):
+                end = await self._turn(record, ctx, messages, nonce, final=turn == limit)
+            if end is not None:
+                return end
         return RunEnd("max_turns", _last_text(messages), self._over_budget(record))
+
+    async def _turn(
+        self,
+        record: AlertRecord,
+        ctx: RunContext,
+        messages: list[dict[str, Any]],
+        nonce: str,
+        *,
+        final: bool,
+    ) -> RunEnd | None:
+        """One turn: notices, completion, then the tool calls. None: go on."""
+        self._deliver_notices(record, messages, nonce)
+        message = await self._complete(record, ctx, messages, final=final)
+        messages.append(_assistant(message))
+        if not message.tool_calls:
+            return RunEnd(None, message.content or message.refusal, self._over_budget(record))
+        if final:  # tools were not offered; a model that still calls them has not concluded
+            return RunEnd("max_turns", _last_text(messages), self._over_budget(record))
+        if self._over_budget(record):
+            return RunEnd("token_budget", message.content, budget_exceeded=True)
+        outcomes = await self._run_tools(record, ctx, message, record.turns)
+        messages.extend(_tool_messages(message, outcomes, nonce))
+        return None
 
     async def _complete(
         self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
     ) -> ChatCompletionMessage:
         tools = None if final else self._tools.definitions()
         started = time.perf_counter()
-        with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes={"turn": record.turns}):
-            completion = await self._llm.complete(
-                messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
-            )
+        completion = await self._llm.complete(
+            messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
+        )
         latency_ms = (time.perf_counter() - started) * 1000
         self._observer.record_dependency(DEP_LLM, ok=True, latency_ms=latency_ms)
         self._account(record, completion)

@@ -40,7 +40,7 @@ def render(record: AlertRecord, report: ReportInput) -> str:
         _alert_section(record),
         _outcome_section(record, report),
         _escalation_section(report.escalations, report.shadow),
-        _timeline_section(record),
+        _timeline_section(record, report.outcome),
         _tool_section(record),
         _withheld_section(report) if report.shadow else "",
         _token_section(record, report.budget_exceeded),
@@ -106,11 +106,13 @@ def _escalation_section(escalations: Sequence[EscalationResult], shadow: bool) -
     return "## Escalation\n" + "\n".join(lines)
 
 
-def _timeline_section(record: AlertRecord) -> str:
+def _timeline_section(record: AlertRecord, outcome: str) -> str:
+    entries = [(e.at, e.status.value, e.note) for e in record.timeline]
+    if not record.status.terminal:  # a run reports before intake records its end
+        entries.append((datetime.now(UTC), outcome, record.reason))
     lines = [
-        f"- {e.at.strftime('%Y-%m-%dT%H:%M:%SZ')} {e.status.value}"
-        + (f" ({e.note})" if e.note else "")
-        for e in record.timeline
+        f"- {at.strftime('%Y-%m-%dT%H:%M:%SZ')} {status}" + (f" ({note})" if note else "")
+        for at, status, note in entries
     ]
     return "## Timeline\n" + "\n".join(lines or ["- (none)"])
 

@@ -46,7 +46,7 @@ def test_uvicorn_colour_twin_of_the_message_is_dropped(capsys: pytest.CaptureFix
         f"calling with Authorization: Bearer {SECRET}",
         "Basic dXNlcjpwYXNzd29yZA== was sent",
         f"the token is {SECRET}, do not tell",
-        "https://hooks.example/x?token=abc123&y=1",
+        "https://hooks.example/x?api_key=abc123&y=1",
     ],
 )
 def test_credentials_never_reach_a_log_line(
@@ -90,3 +90,11 @@ def test_reconfiguring_replaces_only_our_own_handler() -> None:
     finally:
         root.removeHandler(foreign)
         configure_logging("INFO")
+
+
+def test_sns_subscribe_url_stays_usable(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", secrets=[SECRET])
+    url = "https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37fb6"
+    logging.getLogger("intake.parsers.cloudwatch").warning("confirm this: %s", url)
+    [line] = emitted(capsys)
+    assert line["message"] == f"confirm this: {url}"

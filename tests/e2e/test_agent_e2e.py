@@ -51,6 +51,12 @@ async def test_happy_path_diagnoses_remediates_verifies_and_reports_without_pagi
     assert stack.services["worker"].faulty is False
     assert stack.pagerduty.events == []
     assert report.startswith("# Worker restarted")
+    timeline = report.split("## Timeline", 1)[1].split("##", 1)[0]
+    assert [line.split()[-1] for line in timeline.strip().splitlines()] == [
+        "queued",
+        "running",
+        "resolved",
+    ]
     assert "## Token Usage" in report
     assert "Budget Exceeded: no" in report
     assert detail["tokens"] == {"input": 500, "output": 100, "total": 600}
