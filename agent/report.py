@@ -7,6 +7,7 @@ complete even when the model wrote nothing or the run was cut off.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ def _token_section(record: AlertRecord, budget_exceeded: bool) -> str:
 
 
 def _short(value: object, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
