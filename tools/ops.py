@@ -37,35 +37,23 @@ async def call_ops(
 ) -> JsonObject:
     """`{"status_code", "body"}` of a 2xx answer; a `ToolError` otherwise."""
     attributes = {"sre_agent.service": entry.name, "http.request.method": method, "url.path": path}
+    dependency, started = service_dependency(entry.name), time.perf_counter()
     with tracer.start_as_current_span(telemetry.SPAN_TOOL_CALL_OPS, attributes=attributes) as span:
-        status, text = await _observed_exchange(deps, entry, path, method, body, trace_id)
+        try:
+            status, text = await _exchange(deps, entry, path, method, body, trace_id)
+        except ToolError as exc:  # unreachable or too slow: the service is failing
+            deps.observer.record_dependency(dependency, ok=False, detail=str(exc))
+            raise
         span.set_attribute("http.response.status_code", status)
+    latency_ms = (time.perf_counter() - started) * 1000
+    detail = f"HTTP {status} from {path}"
+    deps.observer.record_dependency(
+        dependency, ok=status < 500, detail=detail, latency_ms=latency_ms
+    )
     result: JsonObject = {"status_code": status, "body": _parse(text)}
     if not 200 <= status < 300:
         raise ToolError(f"HTTP {status} from {entry.name} {path}", result)
     return result
-
-
-async def _observed_exchange(
-    deps: ToolDeps,
-    entry: ServiceEntry,
-    path: str,
-    method: str,
-    body: dict[str, Any] | None,
-    trace_id: str,
-) -> tuple[int, str]:
-    """`_exchange`, reporting the service's reachability to the dependency observer."""
-    name = service_dependency(entry.name)
-    started = time.perf_counter()
-    try:
-        status, text = await _exchange(deps, entry, path, method, body, trace_id)
-    except ToolError as exc:
-        deps.observer.record_dependency(name, ok=False, detail=str(exc))
-        raise
-    latency_ms = (time.perf_counter() - started) * 1000
-    detail = f"HTTP {status} from {path}"
-    deps.observer.record_dependency(name, ok=status < 500, detail=detail, latency_ms=latency_ms)
-    return status, text
 
 
 async def _exchange(
