@@ -269,3 +269,25 @@ async def test_pagerduty_failure_is_stated_atop_the_report_and_counted(
     assert report.startswith("> **PagerDuty trigger FAILED** after 6 attempt(s)")
     assert [e["kind"] for e in errors] == ["PagerDutyError"]
     assert {r["name"]: r["status"] for r in rows}["pagerduty"] == "failing"
+
+
+async def test_running_agent_is_told_of_repeats_and_resolution_at_its_next_turn(
+    make_settings: SettingsFactory,
+) -> None:
+    first_turn = asyncio.Event()
+    status = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
+    llm = FakeLLM(script=[tools(status, hold=first_turn), say("Resolved upstream; done.")])
+    async with running_stack(make_settings, llm) as stack:
+        await stack.webhook("generic", generic())
+        await llm.wait_for_requests(1)
+        repeat = await stack.webhook("generic", generic(summary="Error rate above 9%"))
+        resolved = await stack.webhook("generic", generic(state="resolved"))
+        first_turn.set()
+        await stack.idle()
+    assert repeat.json()["alerts"][0]["status"] == "deduplicated"
+    assert resolved.json()["alerts"][0]["reason"] == "running"
+    update = llm.requests[1]["messages"][-1]
+    assert update["role"] == "user"
+    assert "PLATFORM_UPDATE" in update["content"]
+    assert "1 repeat notification(s) arrived; latest: Error rate above 9%" in update["content"]
+    assert "reports this incident as resolved" in update["content"]
