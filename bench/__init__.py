@@ -1,0 +1,1 @@
+"""Benchmarks of the runtime. `python -m bench [name ...]` runs them; see bench/README.md."""
