@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -32,6 +33,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ScalingMode = Literal["application", "cloud"]
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 class ConfigError(Exception):
@@ -213,6 +215,13 @@ class Settings(BaseSettings):
     gcp_project_id: str | None = None
     gcp_logging_url: HttpBaseUrl = "https://logging.googleapis.com"
     gcp_monitoring_url: HttpBaseUrl = "https://monitoring.googleapis.com"
+    # AWS: the standard variables. AWS_REGION wins over AWS_DEFAULT_REGION, as in the SDKs.
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("aws_region", "aws_default_region")
+    )
+    aws_endpoint_url_logs: HttpBaseUrl | None = None
+    aws_endpoint_url_monitoring: HttpBaseUrl | None = None
+    aws_log_group_pattern: str = "/ecs/{service}"
 
     log_level: LogLevel = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
@@ -228,7 +237,9 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("pagerduty_escalation_policy_id", "pagerduty_from_email", "gcp_project_id")
+    @field_validator(
+        "pagerduty_escalation_policy_id", "pagerduty_from_email", "gcp_project_id", "aws_region"
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
@@ -293,6 +304,22 @@ class Settings(BaseSettings):
     def _gcp_needs_project(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("cloud_provider") == "gcp" and not value:
             raise ValueError("is required when CLOUD_PROVIDER=gcp")
+        return value
+
+    @field_validator("aws_region")
+    @classmethod
+    def _aws_needs_region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("cloud_provider") == "aws" and not value:
+            raise ValueError("is required when CLOUD_PROVIDER=aws (or set AWS_DEFAULT_REGION)")
+        if value and not _AWS_REGION.match(value):
+            raise ValueError("must look like us-east-1")
+        return value
+
+    @field_validator("aws_log_group_pattern")
+    @classmethod
+    def _log_group_names_service(cls, value: str) -> str:
+        if value.count("{service}") != 1 or "{" in value.replace("{service}", ""):
+            raise ValueError("must contain {service} exactly once, e.g. /ecs/{service}")
         return value
 
     @property

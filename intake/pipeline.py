@@ -251,7 +251,8 @@ class Intake:
         record = AlertRecord(
             alert=alert, trace_id=trace_id, enqueued_at=self._clock(), seq=self._seq
         )
-        propagate.inject(record.carrier)
+        if trace.get_current_span().is_recording():  # the carrier is empty without OTel
+            propagate.inject(record.carrier)
         return record
 
     # -- queue ---------------------------------------------------------------------------------
@@ -319,7 +320,8 @@ class Intake:
     async def _run(self, record: AlertRecord) -> None:
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
-        token = otel_context.attach(propagate.extract(record.carrier))
+        # The webhook's trace context travels inside the record (empty without tracing).
+        token = otel_context.attach(propagate.extract(record.carrier)) if record.carrier else None
         try:
             with tracer.start_as_current_span(
                 SPAN_PROCESS_ALERT,
@@ -327,7 +329,8 @@ class Intake:
             ):
                 await self._run_agent(record)
         finally:
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
             self._release(record)
 
     async def _run_agent(self, record: AlertRecord) -> None:

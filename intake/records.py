@@ -25,6 +25,23 @@ class SubmitOutcome:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One timeline entry. A plain slotted value: intake writes three per alert, and a
+    pydantic model each was a visible share of the per-alert cost."""
+
+    at: datetime
+    status: AlertStatus
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class Tokens:
+    input: int = 0
+    output: int = 0
+    total: int = 0
+
+
 @dataclass(slots=True)
 class AlertRecord:
     """One incident from arrival to its terminal status.
@@ -40,13 +57,13 @@ class AlertRecord:
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     status: AlertStatus = AlertStatus.QUEUED
     reason: str | None = None
-    timeline: list[TimelineEntry] = field(default_factory=list)
+    timeline: list[Step] = field(default_factory=list)
     repeats: int = 0
     notices: list[str] = field(default_factory=list)
     resolved_upstream: bool = False
     carrier: dict[str, str] = field(default_factory=dict)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    tokens: TokenUsage = field(default_factory=TokenUsage)
+    tokens: Tokens = field(default_factory=Tokens)
     turns: int = 0
     outcome: str | None = None
     report_file: str | None = None
@@ -65,7 +82,7 @@ class AlertRecord:
         self.status = status
         if reason is not None:
             self.reason = reason
-        self.timeline.append(TimelineEntry(at=datetime.now(UTC), status=status, note=reason))
+        self.timeline.append(Step(datetime.now(UTC), status, reason))
 
     def take_notices(self) -> list[str]:
         """What arrived for this incident since the last turn (repeats, resolution)."""
@@ -91,9 +108,11 @@ class AlertRecord:
             status=self.status,
             reason=self.reason,
             alert=self.alert,
-            timeline=list(self.timeline),
+            timeline=[TimelineEntry(at=s.at, status=s.status, note=s.note) for s in self.timeline],
             tool_calls=list(self.tool_calls),
-            tokens=self.tokens,
+            tokens=TokenUsage(
+                input=self.tokens.input, output=self.tokens.output, total=self.tokens.total
+            ),
             outcome=self.outcome,
             report_file=self.report_file,
         )

@@ -26,6 +26,7 @@ from main.middleware import TraceMiddleware
 from state import RuntimeState
 from telemetry import configure_logging, setup_telemetry
 from tools import PagerDutyClient, Redactor, ToolExecutor
+from tools.cloud import cloud_tools_for
 
 VERSION = "0.1.0"
 
@@ -86,6 +87,7 @@ def _http_client(settings: Settings) -> httpx.AsyncClient:
 
 def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
     state = RuntimeState()
+    cloud = cloud_tools_for(settings, http)  # one instance: its token cache is shared
     redactor = Redactor(settings.secret_values())
     pagerduty = PagerDutyClient(http=http, settings=settings)
     reports = ReportWriter(directory=settings.incidents_dir, redactor=redactor)
@@ -98,7 +100,12 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
     agent = Agent(
         llm=LLM(client=client, model=settings.llm_model),
         tools=ToolExecutor(
-            http=http, settings=settings, pagerduty=pagerduty, redactor=redactor, observer=state
+            http=http,
+            settings=settings,
+            pagerduty=pagerduty,
+            redactor=redactor,
+            observer=state,
+            cloud=cloud,
         ),
         pagerduty=pagerduty,
         reports=reports,
@@ -125,6 +132,7 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
         intake=intake,
         pagerduty=pagerduty,
         reports=reports,
+        cloud=cloud,
     )
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from agent import ReportWriter
     from intake import Intake
     from state import RuntimeState
-    from tools import PagerDutyClient
+    from tools import CloudTools, PagerDutyClient
 
 
 @dataclass(slots=True)
@@ -27,9 +27,12 @@ class Runtime:
     intake: Intake
     pagerduty: PagerDutyClient
     reports: ReportWriter
+    cloud: CloudTools
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """`async` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
+    thread hop per request that cost more than the whole webhook handler."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 

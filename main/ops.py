@@ -144,9 +144,10 @@ def service_version() -> str:
     responses={503: {"model": HealthResponse, "description": "At least one check failed."}},
 )
 async def get_health(runtime: RuntimeDep, response: Response) -> HealthResponse:
-    """Deep checks, concurrently: PagerDuty API, prompt file, incidents dir, LLM DNS."""
+    """Deep checks, concurrently: PagerDuty API, prompt file, incidents dir, LLM DNS, cloud."""
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_run_check(n, c, runtime)) for n, c in CHECKS.items()]
+        checks_for = _checks(runtime.settings).items()
+        tasks = [group.create_task(_run_check(n, c, runtime)) for n, c in checks_for]
     checks = [task.result() for task in tasks]
     overall = _overall(checks)
     response.status_code = 200 if overall == "ok" else 503
@@ -228,6 +229,21 @@ CHECKS: dict[str, Callable[[Runtime], Awaitable[str | None]]] = {
 }
 
 
+async def _check_cloud(runtime: Runtime) -> str | None:
+    """Cloud credentials obtainable and the log/metric APIs readable (CLOUD_PROVIDER set)."""
+    ok, detail = await runtime.cloud.probe()
+    if not ok:
+        raise CheckFailed(detail)
+    return detail
+
+
+def _checks(settings: Settings) -> dict[str, Callable[[Runtime], Awaitable[str | None]]]:
+    """CHECKS, plus `cloud` when a cloud provider is configured."""
+    if settings.cloud_provider == "none":
+        return CHECKS
+    return {**CHECKS, "cloud": _check_cloud}
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -307,8 +323,9 @@ async def get_dependencies(runtime: RuntimeDep) -> DependenciesResponse:
         rows.append(row.model_copy(update={"critical": entry.critical}))
     if settings.cloud_provider != "none":
         provider = settings.cloud_provider
-        keys = (cloud_dependency(provider),)
-        rows.append(_dependency(provider, "cloud", settings.gcp_project_id, seen, keys))
+        cloud_keys = (cloud_dependency(provider), "cloud")  # real calls, then the health check
+        target = settings.gcp_project_id if provider == "gcp" else settings.aws_region
+        rows.append(_dependency(provider, "cloud", target, seen, cloud_keys))
     return DependenciesResponse(dependencies=rows)
 
 

@@ -21,6 +21,7 @@ from main.ops import router
 from state import RuntimeState
 from telemetry import APP_LOGGERS
 from tests.conftest import TEST_SECRETS, SettingsFactory
+from tools.cloud import NotConfiguredCloud
 
 
 class StubIntake:
@@ -74,6 +75,7 @@ async def open_harness(settings: Settings) -> AsyncIterator[Harness]:
                 intake=intake,
                 pagerduty=pagerduty,
                 reports=None,  # not used by /ops/*
+                cloud=NotConfiguredCloud(),
             )
             yield
 

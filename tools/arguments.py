@@ -55,7 +55,7 @@ class QueryLogsArgs(ToolArguments):
     query: str | None = Field(
         default=None,
         max_length=2000,
-        description="Optional free text or provider filter expression to match log entries.",
+        description="Optional free text to search for in log messages (always matched as text).",
     )
     severity: LogSeverity | None = Field(
         default=None, description="Optional minimum severity, e.g. ERROR."

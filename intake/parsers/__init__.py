@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from config import ServiceEntry
 from intake.parsers import alertmanager, cloudwatch, datadog, gcp, generic, grafana, newrelic
 from intake.parsers.common import (
+    MAX_RAW_BYTES,
     Draft,
     Ignored,
     PayloadError,
@@ -45,25 +46,36 @@ PARSERS: Mapping[Provider, Parser] = {
 
 
 def parse_webhook(
-    provider: Provider, body: object, *, registry: Mapping[str, ServiceEntry]
+    provider: Provider,
+    body: object,
+    *,
+    registry: Mapping[str, ServiceEntry],
+    body_size: int | None = None,
 ) -> list[Alert | Ignored]:
     """Normalize one webhook body (already JSON-decoded) into alerts and ignored messages.
 
+    `body_size`, the request's length in bytes, lets small bodies skip measuring each raw
+    payload again: a part of a body is no larger than the body.
     Raises `PayloadError` when the body does not have the provider's shape; its `errors`
     name the field path and never echo an input value.
     """
     results = PARSERS[provider](body, registry)
-    finished = [_bounded(r) if isinstance(r, Ignored) else _finish(provider, r) for r in results]
+    small = body_size is not None and body_size <= MAX_RAW_BYTES
+    finished = [
+        _bounded(r) if isinstance(r, Ignored) else _finish(provider, r, small=small)
+        for r in results
+    ]
     for item in finished:
         logger.debug("parsed %s webhook item %s", provider.value, item.incident_id)
     return finished
 
 
-def _finish(provider: Provider, draft: Draft) -> Alert:
+def _finish(provider: Provider, draft: Draft, *, small: bool) -> Alert:
     priority = draft.priority
     if draft.service is not None and draft.service.critical:
         priority = priority.raised()
-    return Alert(
+    # Every field is already of its declared type: construct without validating again.
+    return Alert.model_construct(
         incident_id=bound_id(draft.key),
         provider=provider,
         service=draft.service.name if draft.service else None,
@@ -73,7 +85,7 @@ def _finish(provider: Provider, draft: Draft) -> Alert:
         started_at=_utc(draft.started_at),
         labels=cap_labels(draft.labels),
         url=draft.url or None,
-        raw=cap_raw(draft.raw),
+        raw=draft.raw if small else cap_raw(draft.raw),
     )
 
 
