@@ -29,10 +29,10 @@ from config import Settings
 from tools.arguments import QueryLogsArgs, QueryMetricsArgs
 from tools.aws_sigv4 import AwsCredentialsError, AwsSigner
 from tools.cloud_compact import LogRecord, Series, compact_logs, compact_metrics
-from tools.cloud_http import Api, CloudError, request_json
+from tools.cloud_http import Api, CloudError, CloudQueries, request_json, utcnow
 
 if TYPE_CHECKING:
-    from tools.context import RunContext
+    pass
 
 _CREDENTIALS_FIX = "check the runtime's AWS credentials (keys, profile or IAM role)"
 LOGS = Api(
@@ -168,11 +168,7 @@ def _endpoint(configured: str | None, prefix: str, region: str) -> str:
     return f"https://{prefix}.{region}.{suffix}"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class AwsCloudTools:
+class AwsCloudTools(CloudQueries):
     """`CloudTools` on CloudWatch Logs / CloudWatch in AWS_REGION."""
 
     def __init__(
@@ -181,7 +177,7 @@ class AwsCloudTools:
         settings: Settings,
         http: httpx.AsyncClient,
         signer: AwsSigner | None = None,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         if not settings.aws_region:
             raise ValueError("AwsCloudTools needs AWS_REGION")
@@ -194,18 +190,6 @@ class AwsCloudTools:
             settings.aws_endpoint_url_monitoring, "monitoring", self._region
         )
         self._now = now
-
-    async def query_logs(self, args: QueryLogsArgs, ctx: RunContext) -> dict[str, Any]:
-        try:
-            return await self._query_logs(args, ctx.trace_id)
-        except CloudError as exc:
-            return exc.result()
-
-    async def query_metrics(self, args: QueryMetricsArgs, ctx: RunContext) -> dict[str, Any]:
-        try:
-            return await self._query_metrics(args, ctx.trace_id)
-        except CloudError as exc:
-            return exc.result()
 
     async def probe(self) -> tuple[bool, str]:
         """Credentials, then one cheap read: DescribeLogGroups with limit 1."""

@@ -24,11 +24,11 @@ import httpx
 from config import Settings
 from tools.arguments import QueryLogsArgs, QueryMetricsArgs
 from tools.cloud_compact import LogRecord, Series, compact_logs, compact_metrics
-from tools.cloud_http import Api, CloudError, dumps_compact, request_json
+from tools.cloud_http import Api, CloudError, CloudQueries, dumps_compact, request_json, utcnow
 from tools.gcp_auth import CredentialsError, GoogleTokenSource
 
 if TYPE_CHECKING:
-    from tools.context import RunContext
+    pass
 
 _CREDENTIALS_FIX = (
     "check the runtime's Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the Cloud Run "
@@ -210,11 +210,7 @@ def _number(value: Any) -> float | None:
 # ---------------------------------------------------------------- the tools
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class GcpCloudTools:
+class GcpCloudTools(CloudQueries):
     """`CloudTools` on Cloud Logging / Cloud Monitoring for project GCP_PROJECT_ID."""
 
     def __init__(
@@ -223,7 +219,7 @@ class GcpCloudTools:
         settings: Settings,
         http: httpx.AsyncClient,
         tokens: GoogleTokenSource | None = None,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         if not settings.gcp_project_id:
             raise ValueError("GcpCloudTools needs GCP_PROJECT_ID")
@@ -232,18 +228,6 @@ class GcpCloudTools:
         self._project = settings.gcp_project_id
         self._tokens = tokens or GoogleTokenSource(timeout=settings.ops_timeout_seconds)
         self._now = now
-
-    async def query_logs(self, args: QueryLogsArgs, ctx: RunContext) -> dict[str, Any]:
-        try:
-            return await self._query_logs(args, ctx.trace_id)
-        except CloudError as exc:
-            return exc.result()
-
-    async def query_metrics(self, args: QueryMetricsArgs, ctx: RunContext) -> dict[str, Any]:
-        try:
-            return await self._query_metrics(args, ctx.trace_id)
-        except CloudError as exc:
-            return exc.result()
 
     async def probe(self) -> tuple[bool, str]:
         """A token, then one cheap read of each API (logs.list, metricDescriptors.list)."""

@@ -8,11 +8,16 @@ throttling and access denied with HTTP 400, so the code matters as much as the s
 
 from __future__ import annotations
 
+import abc
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from tools.arguments import QueryLogsArgs, QueryMetricsArgs
+from tools.context import RunContext
 
 MAX_API_MESSAGE = 300
 
@@ -28,6 +33,32 @@ class CloudError(Exception):
     def result(self) -> dict[str, Any]:
         """The tool result: `{"error": message, **details}`."""
         return {"error": self.message, **self.details}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CloudQueries(abc.ABC):
+    """What the GCP and AWS tools share: a failed query is a readable result, never raised."""
+
+    async def query_logs(self, args: QueryLogsArgs, ctx: RunContext) -> dict[str, Any]:
+        try:
+            return await self._query_logs(args, ctx.trace_id)
+        except CloudError as exc:
+            return exc.result()
+
+    async def query_metrics(self, args: QueryMetricsArgs, ctx: RunContext) -> dict[str, Any]:
+        try:
+            return await self._query_metrics(args, ctx.trace_id)
+        except CloudError as exc:
+            return exc.result()
+
+    @abc.abstractmethod
+    async def _query_logs(self, args: QueryLogsArgs, trace_id: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def _query_metrics(self, args: QueryMetricsArgs, trace_id: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
