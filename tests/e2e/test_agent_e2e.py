@@ -291,3 +291,35 @@ async def test_running_agent_is_told_of_repeats_and_resolution_at_its_next_turn(
     assert "PLATFORM_UPDATE" in update["content"]
     assert "1 repeat notification(s) arrived; latest: Error rate above 9%" in update["content"]
     assert "reports this incident as resolved" in update["content"]
+
+
+async def test_spent_hourly_budget_escalates_new_alerts_without_diagnosis(
+    make_settings: SettingsFactory,
+) -> None:
+    llm = FakeLLM(script=[say("done", prompt_tokens=150, completion_tokens=10)])
+    async with running_stack(make_settings, llm, max_tokens_per_hour=100) as stack:
+        await stack.webhook("generic", generic("first"))
+        await stack.idle()
+        second = await stack.webhook("generic", generic("second"))
+        await stack.idle()
+    assert second.json()["alerts"][0]["status"] == "escalated"
+    assert second.json()["alerts"][0]["reason"] == "hourly_token_budget"
+    assert len(llm.requests) == 1  # the second alert never reached the model
+    assert stack.pagerduty.event_actions() == ["trigger"]
+
+
+async def test_separate_webhook_token_guards_webhooks_only(make_settings: SettingsFactory) -> None:
+    async with running_stack(
+        make_settings, FakeLLM(), webhook_auth_token="hook-secret-42"
+    ) as stack:
+        with_ops_token = await stack.webhook("generic", generic())
+        with_hook_token = await stack.client.post(
+            "/webhook/generic", json=generic(), params={"auth_token": "hook-secret-42"}
+        )
+        alerts_with_hook_token = await stack.client.get(
+            "/alerts", headers={"Authorization": "Bearer hook-secret-42"}
+        )
+        await stack.idle()
+    assert with_ops_token.status_code == 401
+    assert with_hook_token.status_code == 202
+    assert alerts_with_hook_token.status_code == 401
