@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import openai
 from openai import RequestOptions
-from openai.types.chat import ChatCompletion
+
+from agent.completion import Completion, parse_completion
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class LLM:
         tools: list[dict[str, Any]] | None,
         deadline: float,
         trace_id: str,
-    ) -> ChatCompletion:
+    ) -> Completion:
         """One completion; raises `LLMError` once retries or the deadline run out."""
         for attempt in range(RETRIES + 1):
             try:
@@ -96,11 +97,11 @@ class LLM:
         tools: list[dict[str, Any]] | None,
         deadline: float,
         trace_id: str,
-    ) -> ChatCompletion:
-        """POST /chat/completions through the SDK's raw `post`: the same client, errors and
-        response parsing as `chat.completions.create`, without its per-call walk of every
-        message and tool schema against the typed parameters (most of a turn's overhead;
-        our messages are plain JSON already)."""
+    ) -> Completion:
+        """POST /chat/completions through the SDK's raw `post`: the same client, auth and
+        error translation as `chat.completions.create`, without its per-call walk of every
+        message and tool schema against the typed parameters, nor its recursive response
+        models (together most of a turn's overhead; see agent/completion.py)."""
         remaining = max(1.0, deadline - self._clock())
         body: dict[str, Any] = {"model": self._model, "messages": messages}
         if tools:
@@ -109,9 +110,13 @@ class LLM:
             "headers": {"X-Trace-Id": trace_id},
             "timeout": httpx.Timeout(min(remaining, 120.0), connect=10.0),
         }
-        return await self._client.post(
-            "/chat/completions", body=body, cast_to=ChatCompletion, options=options
+        response = await self._client.post(
+            "/chat/completions", body=body, cast_to=httpx.Response, options=options
         )
+        try:
+            return parse_completion(response.json())
+        except ValueError:
+            raise LLMError("bad_response", "the LLM API answered with invalid JSON") from None
 
     def _delay(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:

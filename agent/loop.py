@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from opentelemetry import trace
 
 from agent import prompt
+from agent.completion import Completion, Message, ToolCall
 from agent.llm import LLM, LLMError
 from agent.report import ReportInput, ReportWriter
 from config import Settings
@@ -193,7 +193,7 @@ class Agent:
 
     async def _complete(
         self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
-    ) -> ChatCompletionMessage:
+    ) -> Message:
         tools = None if final else self._tools.definitions()
         started = time.perf_counter()
         completion = await self._llm.complete(
@@ -202,14 +202,14 @@ class Agent:
         latency_ms = (time.perf_counter() - started) * 1000
         self._observer.record_dependency(DEP_LLM, ok=True, latency_ms=latency_ms)
         self._account(record, completion)
-        if not completion.choices:
+        if completion.message is None:
             raise LLMError("empty_response", "the LLM API returned no choices")
         logger.info(
             "agent turn %d: %d tool call(s)",
             record.turns,
-            len(completion.choices[0].message.tool_calls or []),
+            len(completion.message.tool_calls),
         )
-        return completion.choices[0].message
+        return completion.message
 
     def _deliver_notices(
         self, record: AlertRecord, messages: list[dict[str, Any]], nonce: str
@@ -218,14 +218,14 @@ class Agent:
         if notices:
             messages.append({"role": "user", "content": prompt.platform_update(nonce, notices)})
 
-    def _account(self, record: AlertRecord, completion: ChatCompletion) -> None:
+    def _account(self, record: AlertRecord, completion: Completion) -> None:
         usage = completion.usage
         if usage is None:
             return
         tokens = record.tokens
         tokens.input += usage.prompt_tokens
         tokens.output += usage.completion_tokens
-        tokens.total += usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        tokens.total += usage.total_tokens
         self._observer.record_tokens(
             input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
         )
@@ -237,10 +237,10 @@ class Agent:
     # -- tools ------------------------------------------------------------------------------
 
     async def _run_tools(
-        self, record: AlertRecord, ctx: RunContext, message: ChatCompletionMessage, turn: int
+        self, record: AlertRecord, ctx: RunContext, message: Message, turn: int
     ) -> list[ToolOutcome]:
         """All calls of one message at once; results (and records) in the order of the calls."""
-        calls = message.tool_calls or []
+        calls = message.tool_calls
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._run_tool(call, ctx, turn)) for call in calls]
         results = [task.result() for task in tasks]
@@ -248,7 +248,7 @@ class Agent:
         return [outcome for outcome, _ in results]
 
     async def _run_tool(
-        self, call: Any, ctx: RunContext, turn: int
+        self, call: ToolCall, ctx: RunContext, turn: int
     ) -> tuple[ToolOutcome, ToolCallRecord]:
         name, arguments = _function_of(call)
         started = time.perf_counter()
@@ -332,7 +332,7 @@ def findings(record: AlertRecord, final_text: str | None) -> str:
     return "\n".join(lines)[:4000]
 
 
-def _assistant(message: ChatCompletionMessage) -> dict[str, Any]:
+def _assistant(message: Message) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": "assistant", "content": message.content}
     if message.tool_calls:
         entry["tool_calls"] = [
@@ -347,7 +347,7 @@ def _assistant(message: ChatCompletionMessage) -> dict[str, Any]:
 
 
 def _tool_messages(
-    message: ChatCompletionMessage, outcomes: Sequence[ToolOutcome], nonce: str
+    message: Message, outcomes: Sequence[ToolOutcome], nonce: str
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -355,16 +355,15 @@ def _tool_messages(
             "tool_call_id": call.id,
             "content": prompt.tool_output(_function_of(call)[0], nonce, outcome.content),
         }
-        for call, outcome in zip(message.tool_calls or [], outcomes, strict=True)
+        for call, outcome in zip(message.tool_calls, outcomes, strict=True)
     ]
 
 
-def _function_of(call: Any) -> tuple[str, str]:
+def _function_of(call: ToolCall) -> tuple[str, str]:
     """(name, arguments) of a function tool call; other kinds get a name no tool has."""
-    function = getattr(call, "function", None)
-    if function is None:
-        return f"unsupported:{getattr(call, 'type', 'unknown')}", "{}"
-    return str(function.name), str(function.arguments or "")
+    if call.function is None:
+        return f"unsupported:{call.type}", "{}"
+    return call.function.name, call.function.arguments
 
 
 def _parsed(arguments: str) -> Any:

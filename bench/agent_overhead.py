@@ -114,21 +114,34 @@ class FakeWorld:
     bodies: dict[str, Any]
     arrivals: list[float] = field(default_factory=list)
     prompt_chars: list[int] = field(default_factory=list)
+    # The fakes' own time (JSON work, prompt bookkeeping), as of each LLM arrival: subtracted
+    # from a turn to give the runtime's overhead alone.
+    fake_seconds: float = 0.0
+    fake_at_arrival: list[float] = field(default_factory=list)
 
     def llm(self, request: httpx.Request) -> httpx.Response:
-        self.arrivals.append(time.perf_counter())
+        started = time.perf_counter()
+        self.arrivals.append(started)
+        self.fake_at_arrival.append(self.fake_seconds)
         body = json.loads(request.content)
         messages = body["messages"]
         tools = body.get("tools") or []
         self.prompt_chars.append(len(json.dumps([messages, tools], ensure_ascii=False)))
         turn = sum(m["role"] == "assistant" for m in messages)
         step = SCRIPT[min(turn, len(SCRIPT) - 1)]
-        return httpx.Response(200, json=completion(turn, step))
+        response = httpx.Response(200, json=completion(turn, step))
+        self.fake_seconds += time.perf_counter() - started
+        return response
 
     def service(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
         if request.method == "POST":
-            return httpx.Response(200, json={"ok": True, "action": request.url.path})
-        return httpx.Response(200, json=self.bodies.get(request.url.path, {"error": "none"}))
+            response = httpx.Response(200, json={"ok": True, "action": request.url.path})
+        else:
+            body = self.bodies.get(request.url.path, {"error": "none"})
+            response = httpx.Response(200, json=body)
+        self.fake_seconds += time.perf_counter() - started
+        return response
 
 
 def completion(turn: int, step: tuple[str, dict[str, Any]] | None) -> dict[str, Any]:
@@ -203,10 +216,13 @@ def the_alert(settings: Settings) -> Alert:
     return item
 
 
-async def one_incident(agent: Agent, alert: Alert, world: FakeWorld) -> tuple[float, list[float]]:
-    """(incident seconds, turn seconds) of one run."""
+async def one_incident(
+    agent: Agent, alert: Alert, world: FakeWorld
+) -> tuple[float, list[float], list[float]]:
+    """(incident seconds, turn seconds, turn seconds less the fakes' own time) of one run."""
     world.arrivals.clear()
     world.prompt_chars.clear()
+    world.fake_at_arrival.clear()
     record = AlertRecord(alert=alert, trace_id="bench-trace", enqueued_at=0.0, seq=1)
     started = time.perf_counter()
     status = await agent(record)
@@ -214,7 +230,9 @@ async def one_incident(agent: Agent, alert: Alert, world: FakeWorld) -> tuple[fl
     assert status is AlertStatus.RESOLVED, status
     assert record.turns == len(SCRIPT), record.turns
     turns = [b - a for a, b in zip(world.arrivals, world.arrivals[1:], strict=False)]
-    return elapsed, turns
+    fakes = world.fake_at_arrival
+    own = [t - (b - a) for t, a, b in zip(turns, fakes, fakes[1:], strict=False)]
+    return elapsed, turns, own
 
 
 async def timing(workdir: Path) -> dict[str, Any]:
@@ -224,16 +242,18 @@ async def timing(workdir: Path) -> dict[str, Any]:
     alert = the_alert(settings)
     incidents: list[float] = []
     turns: list[float] = []
+    own_turns: list[float] = []
     sdk_share: list[float] = []
     timer = TransformTimer()
     timer.install()
     try:
         for n in range(WARMUP + INCIDENTS):
             timer.seconds = 0.0
-            elapsed, turn_times = await one_incident(agent, alert, world)
+            elapsed, turn_times, own_times = await one_incident(agent, alert, world)
             if n >= WARMUP:
                 incidents.append(elapsed)
                 turns.extend(turn_times)
+                own_turns.extend(own_times)
                 sdk_share.append(timer.seconds / len(SCRIPT))
     finally:
         timer.remove()
@@ -244,6 +264,10 @@ async def timing(workdir: Path) -> dict[str, Any]:
         "incidents": INCIDENTS,
         "turns_per_incident": len(SCRIPT),
         "turn_ms": {"median": ms(statistics.median(turns)), "p99": ms(percentile(turns, 99))},
+        "runtime_turn_ms": {
+            "median": ms(statistics.median(own_turns)),
+            "p99": ms(percentile(own_turns, 99)),
+        },
         "sdk_request_transform_ms_per_turn": {"median": ms(statistics.median(sdk_share))},
         "incident_ms": {
             "median": ms(statistics.median(incidents)),
@@ -292,17 +316,16 @@ async def run() -> dict[str, Any]:
 def main() -> None:
     result = run_and_check()
     timing_result, caps = result["timing"], result["capping"]
-    turn = timing_result["turn_ms"]
+    turn, own = timing_result["turn_ms"], timing_result["runtime_turn_ms"]
     path = write_result("agent_overhead", result)
     sizes = ", ".join(
         f"{row['tool_output_max_chars']:,}: ~{row['approx_input_tokens_per_incident']:,} tok"
         for row in caps
     )
     print(
-        f"agent_overhead: turn median {turn['median']:.2f} ms p99 {turn['p99']:.2f} ms "
-        f"({met(turn['median'] <= TURN_TARGET_MS)} <= {TURN_TARGET_MS} ms; of which OpenAI SDK "
-        f"request transform {timing_result['sdk_request_transform_ms_per_turn']['median']:.2f} ms)"
-        f" | 10-turn incident "
+        f"agent_overhead: runtime per turn median {own['median']:.2f} ms p99 {own['p99']:.2f} ms "
+        f"({met(own['median'] <= TURN_TARGET_MS)} <= {TURN_TARGET_MS} ms) | with the fakes' own "
+        f"work median {turn['median']:.2f} ms p99 {turn['p99']:.2f} ms | 10-turn incident "
         f"median {timing_result['incident_ms']['median']:.1f} ms "
         f"p99 {timing_result['incident_ms']['p99']:.1f} ms | demo-like incident "
         f"~{timing_result['approx_input_tokens_per_incident']:,} input tokens | "
@@ -312,7 +335,8 @@ def main() -> None:
 
 def run_and_check() -> dict[str, Any]:
     result = asyncio.run(run())
-    result["targets"] = {"turn median <= 2 ms": result["timing"]["turn_ms"]["median"] <= 2.0}
+    own = result["timing"]["runtime_turn_ms"]["median"]
+    result["targets"] = {"runtime turn median <= 2 ms": own <= TURN_TARGET_MS}
     return result
 
 

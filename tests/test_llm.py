@@ -55,7 +55,12 @@ async def complete(llm: LLM, deadline: float = 1000.0) -> Any:
 async def test_parallel_tool_call_response_parses_with_usage() -> None:
     script = Script((200, OK, {}))
     completion = await complete(make_llm(script, []))
-    assert len(completion.choices[0].message.tool_calls) == 2
+    assert completion.message is not None
+    assert [c.function.name for c in completion.message.tool_calls if c.function] == [
+        "GetWeatherArgs",
+        "get_stock_price",
+    ]
+    assert completion.usage is not None
     assert script.requests[0].headers["x-trace-id"] == "t-1"
 
 

@@ -1,0 +1,100 @@
+"""The part of a chat completion the loop reads, parsed leniently from the response JSON.
+
+The SDK's own response models are built by a recursive, pure-Python `construct` that was
+the largest remaining share of a turn's overhead; the loop needs five fields. Lenient on
+purpose: providers omit fields (Azure drops `object` and `model`) and add others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    type: str
+    function: FunctionCall | None  # None for tool kinds other than "function"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    content: str | None
+    refusal: str | None
+    tool_calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    message: Message | None  # the first choice's message; None when there is no choice
+    usage: Usage | None
+
+
+def parse_completion(data: Any) -> Completion:
+    """A `Completion` from a decoded chat-completions response body."""
+    body = data if isinstance(data, dict) else {}
+    choices = body.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    raw_message = first.get("message") if isinstance(first, dict) else None
+    return Completion(
+        message=_message(raw_message) if isinstance(raw_message, dict) else None,
+        usage=_usage(body.get("usage")),
+    )
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    calls = raw.get("tool_calls")
+    return Message(
+        content=_text(raw.get("content")),
+        refusal=_text(raw.get("refusal")),
+        tool_calls=tuple(_tool_call(c) for c in calls if isinstance(c, dict))
+        if isinstance(calls, list)
+        else (),
+    )
+
+
+def _tool_call(raw: dict[str, Any]) -> ToolCall:
+    function = raw.get("function")
+    parsed = (
+        FunctionCall(name=str(function.get("name", "")), arguments=_arguments(function))
+        if isinstance(function, dict)
+        else None
+    )
+    return ToolCall(
+        id=str(raw.get("id", "")), type=str(raw.get("type", "function")), function=parsed
+    )
+
+
+def _arguments(function: dict[str, Any]) -> str:
+    arguments = function.get("arguments")
+    return arguments if isinstance(arguments, str) else ""
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
+    total = _count(raw.get("total_tokens")) or prompt + completion
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
