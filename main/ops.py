@@ -50,6 +50,7 @@ from main.ops_models import (
 from models import ErrorResponse
 from state import DEP_LLM, DEP_PAGERDUTY, cloud_dependency, service_dependency
 from telemetry import set_log_level
+from tools import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ router = APIRouter(prefix="/ops", tags=["ops"])
 CHECK_TIMEOUT_SECONDS = 3.0
 # Without these the runtime cannot do its job at all; remote checks only degrade it.
 LOCAL_CHECKS = frozenset({"prompt", "incidents_dir"})
-REDACTED = "[redacted]"
 _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}
 
 
@@ -257,7 +257,7 @@ def sanitized_config(settings: Settings) -> ConfigResponse:
     """Every setting, with secrets reduced to whether they are set and URLs to no userinfo."""
     plain: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
-    secret_values = settings.secret_values()
+    redactor = Redactor(settings.secret_values())
     for name, field in type(settings).model_fields.items():
         value = getattr(settings, name)
         if name in ("service_registry", "scaling_limits"):
@@ -265,7 +265,7 @@ def sanitized_config(settings: Settings) -> ConfigResponse:
         if SecretStr in (field.annotation, *get_args(field.annotation)):
             secrets[name] = "configured" if value else "not set"
         else:
-            plain[name] = _plain_value(value, secret_values)
+            plain[name] = _plain_value(value, redactor)
     return ConfigResponse(
         settings=plain,
         secrets=secrets,
@@ -285,10 +285,10 @@ def sanitized_config(settings: Settings) -> ConfigResponse:
     )
 
 
-def _plain_value(value: Any, secrets: list[str]) -> Any:
+def _plain_value(value: Any, redactor: Redactor) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
-    return redact(strip_userinfo(str(value)), secrets)
+    return redactor.redact(strip_userinfo(str(value)))
 
 
 def strip_userinfo(text: str) -> str:
@@ -297,13 +297,6 @@ def strip_userinfo(text: str) -> str:
     if not parts.scheme or "@" not in parts.netloc:
         return text
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every configured secret (longest first) found in `text`."""
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 # ---------------------------------------------------------------- dependencies & errors
@@ -356,9 +349,9 @@ def _dependency(
 @router.get("/errors", response_model=ErrorsResponse)
 async def get_errors(runtime: RuntimeDep) -> ErrorsResponse:
     """Recent errors by kind: count, last message (secrets redacted), last seen."""
-    secrets = runtime.settings.secret_values()
+    redactor = Redactor(runtime.settings.secret_values())
     entries = [
-        ErrorEntry(**{**e, "last_message": redact(e["last_message"], secrets)})
+        ErrorEntry(**{**e, "last_message": redactor.redact(e["last_message"])})
         for e in runtime.state.errors()
     ]
     return ErrorsResponse(errors=entries)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 
 from intake import Draining
 from intake.parsers import Ignored, PayloadError, parse_webhook
+from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
 from models import AlertStatus, ErrorResponse, Provider, WebhookResponse
@@ -82,10 +82,9 @@ def _provider(name: str) -> Provider:
 def _authenticate(request: Request, query_token: str | None, expected: SecretStr) -> None:
     """Constant-time check of every presented form; 401 when none matches."""
     presented = [query_token, *_header_tokens(request.headers.get("authorization"))]
-    secret = expected.get_secret_value().encode()
-    matches = [hmac.compare_digest((p or "").encode(), secret) for p in presented if p]
-    if not any(matches):
-        reason = "wrong token" if matches else "missing token"
+    presented = [token for token in presented if token]
+    if not any([token_matches(token, expected) for token in presented]):  # noqa: C419 - all compared
+        reason = "wrong token" if presented else "missing token"
         raise ClientError(
             401,
             "unauthorized",

@@ -265,7 +265,7 @@ async def test_errors_are_listed_with_secrets_redacted(harness: Harness) -> None
     (entry,) = response.json()["errors"]
     assert entry["kind"] == "pagerduty_escalation"
     assert entry["count"] == 1
-    assert entry["last_message"] == "401 for token [redacted]"
+    assert entry["last_message"] == "401 for token [REDACTED]"
 
 
 # ---------------------------------------------------------------- POST, Bearer
