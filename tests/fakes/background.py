@@ -19,12 +19,11 @@ from typing import Any
 
 from config import Settings
 from main import create_app
-from tests.conftest import TEST_SECRETS
 from tests.fakes.llm import FakeLLM
-from tests.fakes.ops_service import FakeOpsService, make_ops_service
-from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
+from tests.fakes.ops_service import FakeOpsService
+from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.server import serve
-from tests.fakes.stack import SERVICES
+from tests.fakes.stack import SERVICES, start_fakes
 
 STOP_SECONDS = 60.0
 
@@ -42,23 +41,9 @@ SettingsBuilder = Callable[[dict[str, Any]], Settings]
 
 async def _run(build: SettingsBuilder, ready: queue.Queue[Any], stop: asyncio.Event) -> None:
     llm = FakeLLM()
-    pagerduty_app, pagerduty = make_fake_pagerduty()
     async with contextlib.AsyncExitStack() as stack:
-        llm_url = await stack.enter_async_context(serve(llm.app()))
-        pd_url = await stack.enter_async_context(serve(pagerduty_app))
-        services, registry = {}, []
-        for name, critical in SERVICES.items():
-            app, fake = make_ops_service(name=name, token=TEST_SECRETS["ops_auth_token"])
-            url = await stack.enter_async_context(serve(app))
-            services[name] = fake
-            registry.append(f"{name}|{url}|{str(critical).lower()}")
-        settings = build(
-            {
-                "llm_api_base_url": llm_url,
-                "service_registry": ",".join(registry),
-                **pagerduty.settings_for(pd_url),
-            }
-        )
+        values, pagerduty, services = await start_fakes(stack, llm, SERVICES)
+        settings = build(values)
         base_url = await stack.enter_async_context(serve(create_app(settings)))
         ready.put(BackgroundStack(base_url, llm, pagerduty, services))
         await stop.wait()

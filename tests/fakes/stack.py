@@ -54,6 +54,28 @@ class Stack:
         return await self.client.post(f"/webhook/{provider}", json=body, params=token, **kw)
 
 
+async def start_fakes(
+    stack: contextlib.AsyncExitStack, llm: FakeLLM, services: Mapping[str, bool]
+) -> tuple[dict[str, Any], FakePagerDuty, dict[str, FakeOpsService]]:
+    """Serve the fake LLM, PagerDuty and one fake service per name on `stack`; return the
+    settings values that point the app at them, the PagerDuty fake and the service fakes."""
+    pagerduty_app, pagerduty = make_fake_pagerduty()
+    llm_url = await stack.enter_async_context(serve(llm.app()))
+    pd_url = await stack.enter_async_context(serve(pagerduty_app))
+    fakes, registry = {}, []
+    for name, critical in services.items():
+        app, fake = make_ops_service(name=name, token=TEST_SECRETS["ops_auth_token"])
+        url = await stack.enter_async_context(serve(app))
+        fakes[name] = fake
+        registry.append(f"{name}|{url}|{str(critical).lower()}")
+    values = {
+        "llm_api_base_url": llm_url,
+        "service_registry": ",".join(registry),
+        **pagerduty.settings_for(pd_url),
+    }
+    return values, pagerduty, fakes
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     make_settings: Callable[..., Settings],
@@ -63,22 +85,9 @@ async def running_stack(
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     """`services`: name -> critical, one fake `/ops/*` service each (default api, worker)."""
-    pagerduty_app, pagerduty = make_fake_pagerduty()
     async with contextlib.AsyncExitStack() as stack:
-        llm_url = await stack.enter_async_context(serve(llm.app()))
-        pd_url = await stack.enter_async_context(serve(pagerduty_app))
-        fakes, registry = {}, []
-        for name, critical in services.items():
-            app, fake = make_ops_service(name=name, token=TEST_SECRETS["ops_auth_token"])
-            url = await stack.enter_async_context(serve(app))
-            fakes[name] = fake
-            registry.append(f"{name}|{url}|{str(critical).lower()}")
-        settings = make_settings(
-            llm_api_base_url=llm_url,
-            service_registry=",".join(registry),
-            **pagerduty.settings_for(pd_url),
-            **overrides,
-        )
+        values, pagerduty, fakes = await start_fakes(stack, llm, services)
+        settings = make_settings(**values, **overrides)
         app = create_app(settings)
         base_url = await stack.enter_async_context(serve(app))
         client = await stack.enter_async_context(
