@@ -192,7 +192,6 @@ class Intake:
         record = self._new_record(alert, trace_id)
         refusal = self._refusal(alert)
         if refusal is not None:
-            self._counters.escalated += 1
             self._finish(record, AlertStatus.ESCALATED, refusal, finalize=True)
             return SubmitOutcome(AlertStatus.ESCALATED, refusal)
         self._enqueue(record)
@@ -392,6 +391,8 @@ class Intake:
             self._metrics.record_intake("expired")
         elif status is AlertStatus.RESOLVED:
             self._counters.resolved += 1
+        elif status is AlertStatus.ESCALATED:
+            self._counters.escalated += 1
 
     async def _finalize_in_context(self, record: AlertRecord) -> None:
         trace_id_var.set(record.trace_id)

@@ -334,3 +334,18 @@ async def test_better_alert_for_a_service_never_lets_a_stale_candidate_run_along
         h.runner.release("generic:x2")
         await h.intake.wait_idle()
         assert h.runner.started[2:] == ["generic:x2", "generic:x1"]
+
+
+async def test_totals_count_every_terminal_status_once() -> None:
+    async with harness(concurrency=1, queue_size=1) as h:
+        h.runner.outcomes["generic:paged"] = AlertStatus.ESCALATED
+        h.submit(alert("paged", service="api"))  # a run that escalates
+        await h.runner.wait_started(1)
+        h.submit(alert("fixed", service="api"))  # queued behind it, then resolved by a run
+        h.submit(alert("ghost", service=None))  # escalated at once: unknown service
+        h.submit(alert("full", service="api"))  # escalated at once: queue full
+        for incident in ("paged", "fixed"):
+            h.runner.release(f"generic:{incident}")
+        await h.intake.wait_idle()
+        stats = h.intake.stats()
+    assert (stats["total_escalated"], stats["total_resolved"]) == (3, 1)
