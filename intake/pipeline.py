@@ -351,9 +351,8 @@ class Intake:
         assert service is not None
         self._active.running.pop(record.incident_id, None)
         self._active.busy.discard(service)
-        if self._accepting or self._group is not None:
-            self._offer(service)
-            self._dispatch()
+        self._offer(service)
+        self._dispatch()
         self._check_idle()
 
     async def _finalize_safely(self, record: AlertRecord) -> None:
