@@ -260,10 +260,15 @@ class RuntimeState:
         self._otel.intake[event].add(count)
 
     def set_active(self, *, running: int, queued: int) -> None:
-        """Current running runs and queue depth (incidents.active, intake.queue_depth)."""
-        self._otel.incidents_active.add(running - self._active["running"])
-        self._otel.queue_depth.add(queued - self._active["queued"])
-        self._active = {"running": running, "queued": queued}
+        """Current running runs and queue depth (incidents.active, intake.queue_depth).
+        Called on every intake step, so an unchanged value costs no instrument call."""
+        active = self._active
+        if running != active["running"]:
+            self._otel.incidents_active.add(running - active["running"])
+            active["running"] = running
+        if queued != active["queued"]:
+            self._otel.queue_depth.add(queued - active["queued"])
+            active["queued"] = queued
 
     def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None:
         """One finished agent run: ok=True counts as completed, False as failed."""

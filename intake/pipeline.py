@@ -6,21 +6,35 @@ Invariants (property-tested in tests/test_intake_properties.py):
 - the next run is the oldest alert of the best priority whose service is free.
 
 Data layout (O(log n) per operation, no scan of the whole queue):
-- `_queues[service]`: a heap of (priority rank, seq, incident id) per service;
-- `_ready`: a heap of the head entry of every *free* service with queued work;
-- `_fifo`: queued entries in arrival order, for TTL expiry from the front.
-Entries are removed lazily: a heap entry is live only while its record is still queued
-with the same `seq`. Everything runs on one event loop, so no locks: no await separates
-a check from its update.
+- `queues[service]`: a heap of (priority, seq, record) per service (`Priority` values
+  sort most urgent first);
+- `ready`: a heap of the head entry of every *free* service with queued work, and
+  `offered[service]`, the one entry of that service in `ready` that still counts (an entry
+  superseded by a better or newer head is dropped when popped, so each push is popped once);
+- `fifo`: queued entries in arrival order, for TTL expiry from the front.
+Entries hold the record itself and are removed lazily: an entry is live while its record
+is QUEUED (and, in `ready`, while it is its service's offer); `_Active.compact` drops dead
+ones once they outnumber the live. Everything runs on one event loop, so no locks: no
+await separates a check from its update.
+
+Runs are executed by workers, not a task each: at most `concurrency` long-lived worker
+tasks, each either running one record or parked on a future. Dispatch decides which record
+runs next synchronously (the record is RUNNING when `submit` returns) and hands it to a
+parked worker, or starts a worker while there are fewer than `concurrency`. A worker that
+finishes a run takes the next record itself, so with a backlog no run costs a trip through
+the event loop or a future; every `YIELD_EVERY` runs it yields anyway,
+so runs that never suspend cannot starve the webhooks. Workers start in an empty context:
+a run never inherits the request that happened to start its worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,13 +43,17 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from intake.records import AlertRecord, SubmitOutcome
-from models import Alert, AlertState, AlertStatus
+from models import Alert, AlertState, AlertStatus, Priority
 from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 HISTORY_SIZE = 100
+COMPACT_SLACK = 1024
+_QUEUED = SubmitOutcome(AlertStatus.QUEUED)
+_OPEN = frozenset({AlertStatus.QUEUED, AlertStatus.RUNNING})
+YIELD_EVERY = 32
 
 
 class Runner(Protocol):
@@ -88,17 +106,51 @@ class _Counters:
     failed: int = 0
 
 
+# (priority, seq, record): `Priority` values sort most urgent first and `seq` is unique, so
+# the record itself is never compared.
+_Entry = tuple[Priority, int, AlertRecord]
+
+
 @dataclass(slots=True)
 class _Active:
     """Queued and running records and the structures that order them."""
 
     records: dict[str, AlertRecord] = field(default_factory=dict)
-    queues: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    ready: list[tuple[int, int, str]] = field(default_factory=list)
-    fifo: deque[tuple[float, int, str]] = field(default_factory=deque)
+    queues: dict[str, list[_Entry]] = field(default_factory=dict)
+    ready: list[_Entry] = field(default_factory=list)
+    offered: dict[str, AlertRecord] = field(default_factory=dict)
+    fifo: deque[AlertRecord] = field(default_factory=deque)  # by `enqueued_at`
     busy: set[str] = field(default_factory=set)
-    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # id -> its worker
+    parked: list[tuple[asyncio.Future[AlertRecord], asyncio.Task[None]]] = field(
+        default_factory=list
+    )
+    workers: set[asyncio.Task[None]] = field(default_factory=set)
     queued: int = 0
+    heaped: int = 0  # entries in all of `queues`, live or not
+    started: int = 0
+
+    def compact(self) -> None:
+        """Drop entries of records that left the queue once they outnumber the live ones.
+
+        Entries are otherwise removed only when they reach the front of their structure, so
+        one alert waiting out its TTL would keep every later finished record alive. Each
+        rebuild costs O(entries) and happens after at least `COMPACT_SLACK` removals; it runs
+        on each tick, so between two ticks at most one tick's worth of arrivals adds to that.
+        """
+        bound = 2 * self.queued + COMPACT_SLACK
+        if len(self.fifo) > bound:
+            self.fifo = deque(r for r in self.fifo if r.status is AlertStatus.QUEUED)
+        if len(self.ready) > 2 * len(self.offered) + COMPACT_SLACK:
+            self.ready = [e for e in self.ready if self.offered.get(e[2].service or "") is e[2]]
+            heapq.heapify(self.ready)
+        if self.heaped > bound:
+            for service, heap in list(self.queues.items()):
+                heap[:] = [e for e in heap if e[2].status is AlertStatus.QUEUED]
+                heapq.heapify(heap)
+                if not heap:
+                    del self.queues[service]
+            self.heaped = sum(len(heap) for heap in self.queues.values())
 
 
 class Intake:
@@ -121,8 +173,8 @@ class Intake:
         self._metrics = metrics or _NoMetrics()
         self._clock = clock or asyncio.get_running_loop().time
         self._active = _Active()
-        self._history: OrderedDict[str, AlertRecord] = OrderedDict()
-        self._done_at: OrderedDict[str, float] = OrderedDict()
+        self._history: dict[str, AlertRecord] = {}  # oldest first (dicts keep insertion order)
+        self._done_at: dict[str, float] = {}
         self._counters = _Counters()
         self._seq = 0
         self._accepting = True
@@ -131,6 +183,8 @@ class Intake:
         self._ticker: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._no_runs = asyncio.Event()
+        self._no_runs.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -153,11 +207,10 @@ class Intake:
             self._close_queued(record, AlertStatus.ESCALATED, "shutdown")
         await self._wait_runs(grace_seconds)
         cut_off = [self._active.records[i] for i in self._active.running]
-        for task in self._active.running.values():
-            task.cancel()
-        await self._wait_runs(cleanup_seconds)
+        await self._stop_workers(cleanup_seconds)
         for record in cut_off:
             self._finish(record, AlertStatus.ESCALATED, "shutdown_grace_exceeded", finalize=True)
+        self._publish_gauges()
         await self._wait_side_tasks(cleanup_seconds)
         group, self._group = self._group, None
         await group.__aexit__(None, None, None)
@@ -183,20 +236,21 @@ class Intake:
         if not self._accepting:
             raise Draining
         self._counters.received += 1
-        self._expire_due()
+        now = self._clock()
+        self._expire_queued(now)
         if alert.state is AlertState.RESOLVED:
             return self._submit_resolved(alert)
-        duplicate = self._deduplicate(alert)
+        duplicate = self._deduplicate(alert, now)
         if duplicate is not None:
             return duplicate
-        record = self._new_record(alert, trace_id)
-        refusal = self._refusal(alert)
+        record = self._new_record(alert, trace_id, now)
+        refusal = self._refusal(record)
         if refusal is not None:
             self._finish(record, AlertStatus.ESCALATED, refusal, finalize=True)
             return SubmitOutcome(AlertStatus.ESCALATED, refusal)
         self._enqueue(record)
         self._dispatch()
-        return SubmitOutcome(AlertStatus.QUEUED)  # accepted; it may already be running
+        return _QUEUED  # accepted; it may already be running
 
     def _submit_resolved(self, alert: Alert) -> SubmitOutcome:
         record = self._active.records.get(alert.incident_id)
@@ -206,29 +260,28 @@ class Intake:
             self._close_queued(record, AlertStatus.RESOLVED, "resolved_before_diagnosis")
             return SubmitOutcome(AlertStatus.RESOLVED, "resolved_before_diagnosis")
         record.resolved_upstream = True
-        record.notices.append(
-            f"The monitoring platform reports this incident as resolved: {alert.summary}"
-        )
+        record.notify(f"The monitoring platform reports this incident as resolved: {alert.summary}")
         return self._ignore("running")
 
-    def _deduplicate(self, alert: Alert) -> SubmitOutcome | None:
+    def _deduplicate(self, alert: Alert, now: float) -> SubmitOutcome | None:
         record = self._active.records.get(alert.incident_id)
         if record is not None:
             record.repeats += 1
             if record.status is AlertStatus.RUNNING:
-                record.notices.append(
+                record.notify(
                     f"{record.repeats} repeat notification(s) arrived; latest: {alert.summary}"
                 )
             return self._deduplicated(record.status.value)
-        if alert.incident_id in self._done_at:
+        done_at = self._done_at.get(alert.incident_id)
+        if done_at is not None and now - done_at < self._limits.dedup_window_seconds:
             previous = self._history.get(alert.incident_id)
             if previous is not None:
                 previous.repeats += 1
             return self._deduplicated("recently_handled")
         return None
 
-    def _refusal(self, alert: Alert) -> str | None:
-        if alert.service is None:
+    def _refusal(self, record: AlertRecord) -> str | None:
+        if record.service is None:
             return "unknown_service"
         if self._budget_exhausted():
             return "hourly_token_budget"
@@ -245,114 +298,180 @@ class Intake:
         self._counters.ignored += 1
         return SubmitOutcome(AlertStatus.IGNORED, reason)
 
-    def _new_record(self, alert: Alert, trace_id: str) -> AlertRecord:
+    def _new_record(self, alert: Alert, trace_id: str, now: float) -> AlertRecord:
         self._seq += 1
-        record = AlertRecord(
-            alert=alert, trace_id=trace_id, enqueued_at=self._clock(), seq=self._seq
-        )
-        if trace.get_current_span().is_recording():  # the carrier is empty without OTel
-            propagate.inject(record.carrier)
+        record = AlertRecord(alert=alert, trace_id=trace_id, enqueued_at=now, seq=self._seq)
+        context = otel_context.get_current()  # empty unless some span is current
+        if context and trace.get_current_span(context).is_recording():
+            record.carrier = {}
+            propagate.inject(record.carrier, context)
         return record
 
     # -- queue ---------------------------------------------------------------------------------
 
     def _enqueue(self, record: AlertRecord) -> None:
-        service = record.service
+        active, service = self._active, record.service
         assert service is not None  # unknown services are refused before queueing
-        entry = (record.alert.priority.rank, record.seq, record.incident_id)
-        heapq.heappush(self._active.queues.setdefault(service, []), entry)
-        self._active.fifo.append((record.enqueued_at, record.seq, record.incident_id))
-        self._active.records[record.incident_id] = record
-        self._active.queued += 1
+        heap = active.queues.get(service)
+        if heap is None:
+            heap = active.queues[service] = []
+        heapq.heappush(heap, (record.priority, record.seq, record))
+        active.heaped += 1
+        active.fifo.append(record)
+        active.records[record.incident_id] = record
+        active.queued += 1
         self._counters.queued += 1
         self._metrics.record_intake("queued")
         record.move(AlertStatus.QUEUED)
         self._idle.clear()
-        self._offer(service)
+        if heap[0][2] is record:  # a new best for its service: it supersedes the last offer
+            self._offer(service)
 
-    def _live(self, seq: int, incident_id: str) -> bool:
-        record = self._active.records.get(incident_id)
-        return record is not None and record.seq == seq and record.status is AlertStatus.QUEUED
-
-    def _head(self, service: str) -> tuple[int, int, str] | None:
+    def _head(self, service: str) -> AlertRecord | None:
+        """The service's best queued record, dropping entries that left the queue."""
         heap = self._active.queues.get(service)
-        while heap and not self._live(heap[0][1], heap[0][2]):
+        while heap and heap[0][2].status is not AlertStatus.QUEUED:
             heapq.heappop(heap)
+            self._active.heaped -= 1
         if not heap:
             self._active.queues.pop(service, None)
             return None
-        return heap[0]
+        return heap[0][2]
 
     def _offer(self, service: str) -> None:
-        """Make a free service's best queued alert a dispatch candidate."""
-        if service in self._active.busy:
+        """Make a free service's best queued record its one dispatch candidate."""
+        active = self._active
+        if service in active.busy:
             return
         head = self._head(service)
-        if head is not None:
-            heapq.heappush(self._active.ready, (head[0], head[1], service))
+        if head is None:
+            active.offered.pop(service, None)
+        elif active.offered.get(service) is not head:
+            active.offered[service] = head
+            heapq.heappush(active.ready, (head.priority, head.seq, head))
 
     def _dispatch(self) -> None:
-        """Start runs while there is room: best priority, then oldest, among free services."""
-        active = self._active
-        while len(active.running) < self._limits.concurrency and active.ready:
-            rank, seq, service = heapq.heappop(active.ready)
-            head = None if service in active.busy else self._head(service)
-            if head is None:
-                continue
-            if head[:2] != (rank, seq):
-                heapq.heappush(active.ready, (head[0], head[1], service))
-                continue
-            heapq.heappop(active.queues[service])
-            self._start(active.records[head[2]])
+        """Start runs while there is room, each on a parked worker or a new one."""
+        while (record := self._pick()) is not None:
+            self._start(record, self._free_worker(record))
         self._publish_gauges()
 
-    def _start(self, record: AlertRecord) -> None:
+    def _pick(self) -> AlertRecord | None:
+        """If there is room, take the next record to run: best priority, then oldest,
+        among free services. The caller starts it."""
+        active = self._active
+        while len(active.running) < self._limits.concurrency and active.ready:
+            record = heapq.heappop(active.ready)[2]
+            service = record.service
+            assert service is not None
+            if active.offered.get(service) is not record:
+                continue  # superseded by a newer offer for this service
+            del active.offered[service]  # only free services are offered
+            if record.status is not AlertStatus.QUEUED:  # resolved or expired meanwhile
+                self._offer(service)
+                continue
+            heap = active.queues[service]
+            top = heapq.heappop(heap)[2]  # an offer is its service's head until superseded
+            active.heaped -= 1
+            assert top is record
+            if not heap:
+                del active.queues[service]
+            return record
+        return None
+
+    def _free_worker(self, record: AlertRecord) -> asyncio.Task[None]:
+        """Hand `record` to a parked worker, or start a worker for it (fewer than the limit
+        are alive, since each is running or parked)."""
+        active = self._active
+        while active.parked:
+            slot, worker = active.parked.pop()
+            if not slot.done():  # a parked worker cancelled by shutdown has a cancelled slot
+                slot.set_result(record)
+                return worker
+        worker = self._spawn(self._work(record), context=contextvars.Context())
+        active.workers.add(worker)
+        worker.add_done_callback(active.workers.discard)
+        return worker
+
+    def _start(self, record: AlertRecord, worker: asyncio.Task[None]) -> None:
         service = record.service
         assert service is not None
-        self._active.queued -= 1
-        self._active.busy.add(service)
+        active = self._active
+        active.queued -= 1
+        active.busy.add(service)
+        active.running[record.incident_id] = worker
         record.move(AlertStatus.RUNNING)
-        self._active.running[record.incident_id] = self._spawn(self._run(record))
+        self._no_runs.clear()
 
     # -- runs ----------------------------------------------------------------------------------
 
+    async def _work(self, record: AlertRecord) -> None:
+        """A worker: run a record, then take the next one itself while there is a backlog
+        (no trip through the event loop), else park until dispatch hands it one."""
+        worker = asyncio.current_task()
+        assert worker is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._run(record)
+            following = self._pick()
+            if following is not None:
+                self._start(following, worker)
+            self._publish_gauges()
+            if following is None:
+                slot: asyncio.Future[AlertRecord] = loop.create_future()
+                self._active.parked.append((slot, worker))
+                following = await slot
+            record = following
+
     async def _run(self, record: AlertRecord) -> None:
-        trace_id_var.set(record.trace_id)
-        incident_id_var.set(record.incident_id)
-        # The webhook's trace context travels inside the record (empty without tracing).
-        token = otel_context.attach(propagate.extract(record.carrier)) if record.carrier else None
+        """Run the agent for one record: a crash is escalated by the runtime, a cancellation
+        (shutdown) propagates, and the service is released whatever happens."""
+        try:
+            self._active.started += 1
+            if self._active.started % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the loop serve webhooks between instant runs
+            trace_id_var.set(record.trace_id)
+            incident_id_var.set(record.incident_id)
+            try:
+                if record.carrier is None:
+                    status = await self._runner(record)
+                else:
+                    status = await self._run_traced(record, record.carrier)
+            except asyncio.CancelledError:
+                logger.debug("run cancelled by shutdown", extra={"incident_id": record.incident_id})
+                raise
+            except Exception:
+                logger.exception("agent run failed; escalating")
+                self._counters.failed += 1
+                self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
+                return
+            self._finish(record, status, record.reason, finalize=False)
+        finally:
+            self._release(record)
+
+    async def _run_traced(self, record: AlertRecord, carrier: dict[str, str]) -> AlertStatus:
+        """The run inside a `process_alert` span in the webhook's trace, whose context
+        travels in the record. An alert that did not arrive in a recorded trace runs
+        without one, and without a call into the OTel API."""
+        token = otel_context.attach(propagate.extract(carrier))
         try:
             with tracer.start_as_current_span(
                 SPAN_PROCESS_ALERT,
                 attributes={"incident.id": record.incident_id, "service": record.service or ""},
             ):
-                await self._run_agent(record)
+                return await self._runner(record)
         finally:
-            if token is not None:
-                otel_context.detach(token)
-            self._release(record)
-
-    async def _run_agent(self, record: AlertRecord) -> None:
-        """Run the agent; a crash is escalated by the runtime, a cancellation propagates."""
-        try:
-            status = await self._runner(record)
-        except asyncio.CancelledError:
-            logger.debug("run cancelled by shutdown", extra={"incident_id": record.incident_id})
-            raise
-        except Exception:
-            logger.exception("agent run failed; escalating")
-            self._counters.failed += 1
-            self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
-            return
-        self._finish(record, status, record.reason, finalize=False)
+            otel_context.detach(token)
 
     def _release(self, record: AlertRecord) -> None:
+        """Free the run's service; the worker dispatches next (or shutdown is under way)."""
         service = record.service
         assert service is not None
         self._active.running.pop(record.incident_id, None)
+        if not self._active.running:
+            self._no_runs.set()
         self._active.busy.discard(service)
         self._offer(service)
-        self._dispatch()
         self._check_idle()
 
     async def _finalize_safely(self, record: AlertRecord) -> None:
@@ -369,12 +488,13 @@ class Intake:
         self._active.queued -= 1
         self._finish(record, status, reason, finalize=True)
         self._check_idle()
+        self._publish_gauges()
 
     def _finish(
         self, record: AlertRecord, status: AlertStatus, reason: str | None, *, finalize: bool
     ) -> None:
         """Move a record to its terminal status, into history and the dedup window."""
-        if record.status.terminal:
+        if record.status not in _OPEN:
             return
         record.move(status, reason)
         self._active.records.pop(record.incident_id, None)
@@ -382,7 +502,6 @@ class Intake:
         self._count_terminal(status)
         if finalize:
             self._spawn(self._finalize_in_context(record), side=True)
-        self._publish_gauges()
 
     def _count_terminal(self, status: AlertStatus) -> None:
         if status is AlertStatus.EXPIRED:
@@ -399,35 +518,36 @@ class Intake:
         await self._finalize_safely(record)
 
     def _remember(self, record: AlertRecord) -> None:
-        self._history[record.incident_id] = record
-        self._history.move_to_end(record.incident_id)
-        while len(self._history) > HISTORY_SIZE:
-            self._history.popitem(last=False)
+        history, incident_id = self._history, record.incident_id
+        history.pop(incident_id, None)  # re-inserted at the end: newest last
+        history[incident_id] = record
+        if len(history) > HISTORY_SIZE:
+            del history[next(iter(history))]
         if record.status is not AlertStatus.EXPIRED and self._limits.dedup_window_seconds > 0:
-            self._done_at[record.incident_id] = self._clock()
-            self._done_at.move_to_end(record.incident_id)
+            self._done_at.pop(incident_id, None)
+            self._done_at[incident_id] = self._clock()
 
     # -- time ----------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Expire queued alerts past their TTL and forget old dedup entries."""
-        self._expire_due()
+        """Expire queued alerts past their TTL, forget old dedup entries, drop dead entries."""
+        now = self._clock()
+        self._expire_queued(now)
+        done_at, window = self._done_at, self._limits.dedup_window_seconds
+        while done_at and now - next(iter(done_at.values())) >= window:
+            del done_at[next(iter(done_at))]
+        self._active.compact()
         self._dispatch()
 
-    def _expire_due(self) -> None:
-        now = self._clock()
+    def _expire_queued(self, now: float) -> None:
         fifo = self._active.fifo
-        while fifo and now - fifo[0][0] >= self._limits.ttl_seconds:
-            _, seq, incident_id = fifo.popleft()
-            if self._live(seq, incident_id):
-                record = self._active.records[incident_id]
+        while fifo and now - fifo[0].enqueued_at >= self._limits.ttl_seconds:
+            record = fifo.popleft()
+            if record.status is AlertStatus.QUEUED:
                 logger.warning("alert expired in queue after %.0fs", now - record.enqueued_at)
                 self._close_queued(record, AlertStatus.EXPIRED, "ttl")
-        while fifo and not self._live(fifo[0][1], fifo[0][2]):
+        while fifo and fifo[0].status is not AlertStatus.QUEUED:
             fifo.popleft()
-        window = self._limits.dedup_window_seconds
-        while self._done_at and now - next(iter(self._done_at.values())) >= window:
-            self._done_at.popitem(last=False)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -436,19 +556,29 @@ class Intake:
 
     # -- tasks ---------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any, *, side: bool = False) -> asyncio.Task[None]:
+    def _spawn(
+        self, coro: Any, *, side: bool = False, context: contextvars.Context | None = None
+    ) -> asyncio.Task[None]:
         if self._group is None:
             raise RuntimeError("Intake used outside `async with`")
-        task = self._group.create_task(coro)
+        task = self._group.create_task(coro, context=context)
         if side:
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
         return task
 
     async def _wait_runs(self, seconds: float) -> None:
-        tasks = list(self._active.running.values())
-        if tasks:
-            await asyncio.wait(tasks, timeout=seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._no_runs.wait()
+
+    async def _stop_workers(self, seconds: float) -> None:
+        """Cancel every worker (cutting off the runs still going) and wait for them."""
+        workers = list(self._active.workers)
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.wait(workers, timeout=seconds)
 
     async def _wait_side_tasks(self, seconds: float) -> None:
         if self._ticker is not None:
@@ -482,7 +612,7 @@ class Intake:
             "running": [r for r in records if r.status is AlertStatus.RUNNING],
             "queued": sorted(
                 (r for r in records if r.status is AlertStatus.QUEUED),
-                key=lambda r: (r.alert.priority.rank, r.seq),
+                key=lambda r: (r.alert.priority, r.seq),
             ),
             "recent": list(reversed(self._history.values())),
         }

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import SecretStr
 
 from intake import Draining
-from intake.parsers import Ignored, PayloadError, parse_webhook
+from intake.parsers import Ignored, PayloadError, decode_json, parse_webhook
 from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
@@ -135,7 +135,7 @@ def _too_large(limit: int, runtime: Runtime) -> ClientError:
 
 def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
     try:
-        payload = json.loads(body)
+        payload = decode_json(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         runtime.state.record_webhook("failed")
         raise ClientError(422, "invalid_json", _json_problem(exc)) from None

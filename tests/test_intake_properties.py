@@ -73,9 +73,10 @@ async def scenario(ops: list[tuple[object, ...]], limit: int) -> None:
         await intake.close(grace_seconds=5)
     assert runner.violations == []
     for record in accepted:
-        terminal = [e for e in record.timeline if e.status.terminal]
-        assert len(terminal) == 1, (record.incident_id, record.timeline)
-        assert record.timeline[-1] is terminal[0]
+        statuses = [e.status for e in record.timeline]
+        terminal = [status for status in statuses if status.terminal]
+        assert len(terminal) == 1, (record.incident_id, statuses)
+        assert statuses[-1].terminal, (record.incident_id, statuses)
 
 
 def apply(
