@@ -3,7 +3,10 @@
 1. Throughput: 100,000 GCP alerts (the real parser's output for a 2.3 KB notification) over
    1,000 services go through `Intake` submit -> dispatch -> run -> finish, with a runner that
    returns RESOLVED at once and a no-op finalizer. Reported as alerts/s end to end (first
-   submit to idle), at the default MAX_CONCURRENT_ALERTS=3 and at 100. Target >= 50,000/s.
+   submit to idle), at the default MAX_CONCURRENT_ALERTS=3 and at 100: the median of three
+   passes after a warm-up pass (all three are in the JSON; runs on this machine vary by up
+   to 20 %).
+   Target >= 50,000/s.
 2. Memory: 10,000 webhook bodies are parsed by the real GCP parser and queued while runs are
    blocked; tracemalloc measures what the queue then holds (and the peak) per alert,
    parse included. Target <= 10 KB per queued alert.
@@ -42,6 +45,8 @@ QUEUED_FOR_MEMORY = 10_000
 STORM_WEBHOOKS = 10_000
 STORM_INCIDENTS = 100
 STORM_CONCURRENCY = 50
+REPEATS = 3
+WARM_UP = 20_000
 RATE_TARGET = 50_000
 BYTES_TARGET = 10 * 1024
 
@@ -96,6 +101,14 @@ async def throughput(alerts: list[Alert], concurrency: int) -> dict[str, Any]:
         "alerts_per_s": round(len(alerts) / elapsed),
         "submit_us_per_alert": round(submit_seconds / len(alerts) * 1e6, 2),
     }
+
+
+async def median_throughput(alerts: list[Alert], concurrency: int) -> dict[str, Any]:
+    passes = sorted(
+        [await throughput(alerts, concurrency) for _ in range(REPEATS)],
+        key=lambda result: result["alerts_per_s"],
+    )
+    return {**passes[len(passes) // 2], "passes_alerts_per_s": [p["alerts_per_s"] for p in passes]}
 
 
 def many_alerts(services: dict[str, ServiceEntry]) -> list[Alert]:
@@ -221,8 +234,9 @@ async def run() -> dict[str, Any]:
     # never holds them all): freeze them out of the garbage collector, whose full passes
     # would otherwise rescan them (~450,000 objects) and be charged to intake.
     gc.freeze()
+    await throughput(alerts[:WARM_UP], 3)  # the first pass pays for the allocator's growth
     return {
-        "throughput": [await throughput(alerts, 3), await throughput(alerts, 100)],
+        "throughput": [await median_throughput(alerts, 3), await median_throughput(alerts, 100)],
         "memory": await memory_per_queued_alert(services),
         "storm": await storm(),
     }

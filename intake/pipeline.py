@@ -6,8 +6,8 @@ Invariants (property-tested in tests/test_intake_properties.py):
 - the next run is the oldest alert of the best priority whose service is free.
 
 Data layout (O(log n) per operation, no scan of the whole queue):
-- `queues[service]`: a heap of (priority, seq, record) per service (`Priority` values
-  sort most urgent first);
+- `queues[service]`: a heap of (order, record) per service, `order` being the record's
+  int key: priority first, then arrival;
 - `ready`: a heap of the head entry of every *free* service with queued work, and
   `offered[service]`, the one entry of that service in `ready` that still counts (an entry
   superseded by a better or newer head is dropped when popped, so each push is popped once);
@@ -43,7 +43,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from intake.records import AlertRecord, SubmitOutcome
-from models import Alert, AlertState, AlertStatus, Priority
+from models import Alert, AlertState, AlertStatus
 from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
@@ -106,9 +106,8 @@ class _Counters:
     failed: int = 0
 
 
-# (priority, seq, record): `Priority` values sort most urgent first and `seq` is unique, so
-# the record itself is never compared.
-_Entry = tuple[Priority, int, AlertRecord]
+# (order, record): `order` is unique, so the record itself is never compared.
+_Entry = tuple[int, AlertRecord]
 
 
 @dataclass(slots=True)
@@ -142,11 +141,11 @@ class _Active:
         if len(self.fifo) > bound:
             self.fifo = deque(r for r in self.fifo if r.status is AlertStatus.QUEUED)
         if len(self.ready) > 2 * len(self.offered) + COMPACT_SLACK:
-            self.ready = [e for e in self.ready if self.offered.get(e[2].service or "") is e[2]]
+            self.ready = [e for e in self.ready if self.offered.get(e[1].service or "") is e[1]]
             heapq.heapify(self.ready)
         if self.heaped > bound:
             for service, heap in list(self.queues.items()):
-                heap[:] = [e for e in heap if e[2].status is AlertStatus.QUEUED]
+                heap[:] = [e for e in heap if e[1].status is AlertStatus.QUEUED]
                 heapq.heapify(heap)
                 if not heap:
                     del self.queues[service]
@@ -315,7 +314,7 @@ class Intake:
         heap = active.queues.get(service)
         if heap is None:
             heap = active.queues[service] = []
-        heapq.heappush(heap, (record.priority, record.seq, record))
+        heapq.heappush(heap, (record.order, record))
         active.heaped += 1
         active.fifo.append(record)
         active.records[record.incident_id] = record
@@ -324,19 +323,19 @@ class Intake:
         self._metrics.record_intake("queued")
         record.move(AlertStatus.QUEUED)
         self._idle.clear()
-        if heap[0][2] is record:  # a new best for its service: it supersedes the last offer
+        if heap[0][1] is record:  # a new best for its service: it supersedes the last offer
             self._offer(service)
 
     def _head(self, service: str) -> AlertRecord | None:
         """The service's best queued record, dropping entries that left the queue."""
         heap = self._active.queues.get(service)
-        while heap and heap[0][2].status is not AlertStatus.QUEUED:
+        while heap and heap[0][1].status is not AlertStatus.QUEUED:
             heapq.heappop(heap)
             self._active.heaped -= 1
         if not heap:
             self._active.queues.pop(service, None)
             return None
-        return heap[0][2]
+        return heap[0][1]
 
     def _offer(self, service: str) -> None:
         """Make a free service's best queued record its one dispatch candidate."""
@@ -348,7 +347,7 @@ class Intake:
             active.offered.pop(service, None)
         elif active.offered.get(service) is not head:
             active.offered[service] = head
-            heapq.heappush(active.ready, (head.priority, head.seq, head))
+            heapq.heappush(active.ready, (head.order, head))
 
     def _dispatch(self) -> None:
         """Start runs while there is room, each on a parked worker or a new one."""
@@ -361,7 +360,7 @@ class Intake:
         among free services. The caller starts it."""
         active = self._active
         while len(active.running) < self._limits.concurrency and active.ready:
-            record = heapq.heappop(active.ready)[2]
+            record = heapq.heappop(active.ready)[1]
             service = record.service
             assert service is not None
             if active.offered.get(service) is not record:
@@ -371,7 +370,7 @@ class Intake:
                 self._offer(service)
                 continue
             heap = active.queues[service]
-            top = heapq.heappop(heap)[2]  # an offer is its service's head until superseded
+            top = heapq.heappop(heap)[1]  # an offer is its service's head until superseded
             active.heaped -= 1
             assert top is record
             if not heap:
@@ -612,7 +611,7 @@ class Intake:
             "running": [r for r in records if r.status is AlertStatus.RUNNING],
             "queued": sorted(
                 (r for r in records if r.status is AlertStatus.QUEUED),
-                key=lambda r: (r.alert.priority, r.seq),
+                key=lambda r: r.order,
             ),
             "recent": list(reversed(self._history.values())),
         }

@@ -18,6 +18,9 @@ from models import (
     ToolCallRecord,
 )
 
+# An int sort key compares faster in the queue's heaps than a (priority, seq) tuple.
+_PRIORITY_ORDER = {priority: rank << 48 for rank, priority in enumerate(Priority)}
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitOutcome:
@@ -65,6 +68,7 @@ class AlertRecord:
     incident_id: str = field(init=False)
     service: str | None = field(init=False)
     priority: Priority = field(init=False)
+    order: int = field(init=False)  # queue order: best priority first, then oldest
     status: AlertStatus = AlertStatus.QUEUED
     reason: str | None = None
     # The timeline as flat (epoch, status, note) triples: intake writes three entries per
@@ -87,6 +91,7 @@ class AlertRecord:
         self.incident_id = alert.incident_id
         self.service = alert.service
         self.priority = alert.priority
+        self.order = _PRIORITY_ORDER[alert.priority] + self.seq
 
     @property
     def tool_calls(self) -> list[ToolCallRecord]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from intake import Draining, Intake, Limits
+from intake.pipeline import COMPACT_SLACK, YIELD_EVERY
 from models import Alert, AlertState, AlertStatus, Priority, Provider
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
 
@@ -349,3 +352,62 @@ async def test_totals_count_every_terminal_status_once() -> None:
         await h.intake.wait_idle()
         stats = h.intake.stats()
     assert (stats["total_escalated"], stats["total_resolved"]) == (3, 1)
+
+
+async def test_dead_entries_behind_a_waiting_alert_are_dropped_on_tick() -> None:
+    """One alert waiting out its TTL must not keep every later finished record alive."""
+    async with harness(concurrency=2) as h:
+        h.submit(alert("blocker", service="slow"))
+        h.submit(alert("waiting", service="slow"))  # queued behind the blocker's run
+        h.runner.auto = True
+        for n in range(3 * COMPACT_SLACK):
+            h.submit(alert(f"quick-{n}", service=f"svc-{n}"))
+            h.submit(alert(f"quick-{n}", service=f"svc-{n}", state=AlertState.RESOLVED))
+        active = h.intake._active
+        assert len(active.fifo) > 3 * COMPACT_SLACK  # held behind "waiting" until a tick
+        h.intake.tick()
+        assert len(active.fifo) <= 2 * active.queued + COMPACT_SLACK
+        assert active.heaped <= 2 * active.queued + COMPACT_SLACK
+        assert h.intake.get("generic:waiting").status is AlertStatus.QUEUED
+        h.runner.release("generic:blocker")
+        await h.intake.wait_idle()
+        assert h.intake.get("generic:waiting").status is AlertStatus.RESOLVED
+
+
+async def test_a_backlog_of_instant_runs_lets_the_event_loop_serve_others() -> None:
+    async with harness(concurrency=1) as h:
+        h.runner.auto = True  # each run returns without ever suspending
+        for n in range(4 * YIELD_EVERY):
+            h.submit(alert(f"a{n}", service=f"svc-{n}"))
+        seen: list[int] = []
+        asyncio.get_running_loop().call_soon(lambda: seen.append(len(h.runner.started)))
+        await h.intake.wait_idle()
+        assert len(seen) == 1
+        assert 0 < seen[0] <= YIELD_EVERY  # the loop ran long before the backlog ended
+
+
+async def test_runs_do_not_inherit_the_context_of_the_request_that_started_them() -> None:
+    request_only: contextvars.ContextVar[str] = contextvars.ContextVar("request_only")
+    inherited: list[str | None] = []
+    async with harness() as h:
+        h.runner.on_start = lambda record: inherited.append(request_only.get(None))
+        h.runner.auto = True
+        request_only.set("request-1")
+        h.submit(alert("a"))
+        await h.intake.wait_idle()
+        request_only.set("request-2")
+        h.submit(alert("b"))
+        await h.intake.wait_idle()
+    assert inherited == [None, None]
+
+
+async def test_workers_are_reused_and_never_outnumber_the_limit() -> None:
+    async with harness(concurrency=2) as h:
+        h.runner.auto = True
+        for burst in range(3):  # between bursts every worker is parked
+            for n in range(10):
+                h.submit(alert(f"a{burst}-{n}", service=f"svc-{n % 5}"))
+                assert len(h.intake._active.workers) <= 2
+            await h.intake.wait_idle()
+        assert len(h.runner.started) == 30
+        assert len(h.intake._active.workers) == 2  # parked and handed work, not one per run
