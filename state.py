@@ -215,8 +215,10 @@ class RuntimeState:
         self._hourly = _HourlyTokens()
         self._errors: dict[str, _ErrorRecord] = {}
         self._dependencies: dict[str, _DependencyRecord] = {}
-        self._active = {"running": 0, "queued": 0}
-        self._otel = names.Instruments.create(meter if meter is not None else _module_meter())
+        self._active_source: Callable[[], tuple[int, int]] | None = None
+        self._otel = names.Instruments.create(
+            meter if meter is not None else _module_meter(), active=self._observe_active
+        )
 
     def uptime_seconds(self) -> float:
         return self._clock() - self._started
@@ -259,16 +261,13 @@ class RuntimeState:
         self._intake[event] += count
         self._otel.intake[event].add(count)
 
-    def set_active(self, *, running: int, queued: int) -> None:
-        """Current running runs and queue depth (incidents.active, intake.queue_depth).
-        Called on every intake step, so an unchanged value costs no instrument call."""
-        active = self._active
-        if running != active["running"]:
-            self._otel.incidents_active.add(running - active["running"])
-            active["running"] = running
-        if queued != active["queued"]:
-            self._otel.queue_depth.add(queued - active["queued"])
-            active["queued"] = queued
+    def watch_active(self, source: Callable[[], tuple[int, int]]) -> None:
+        """Where `incidents.active` and `intake.queue_depth` are read from when exported:
+        `source()` returns (running, queued) — intake's own counts."""
+        self._active_source = source
+
+    def _observe_active(self) -> tuple[int, int] | None:
+        return None if self._active_source is None else self._active_source()
 
     def record_run(self, *, ok: bool, duration_s: float, tokens: int) -> None:
         """One finished agent run: ok=True counts as completed, False as failed."""

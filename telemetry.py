@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
@@ -34,7 +34,14 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Counter,
+    Histogram,
+    Meter,
+    ObservableUpDownCounter,
+    Observation,
+)
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -200,29 +207,47 @@ INTAKE_METRICS = {
 
 @dataclass(slots=True)
 class Instruments:
-    """The CONTRACT §7 instruments on one meter; `state.RuntimeState` moves them."""
+    """The CONTRACT §7 instruments on one meter; `state.RuntimeState` moves them.
+
+    `incidents.active` and `intake.queue_depth` are observed: `active()` returns the current
+    (running, queued), or None before intake exists, when the reader collects, so keeping
+    them exact costs intake nothing per alert.
+    """
 
     webhooks: dict[str, Counter]
     intake: dict[str, Counter]
     runs_completed: Counter
     runs_failed: Counter
     run_duration: Histogram
-    incidents_active: UpDownCounter
-    queue_depth: UpDownCounter
+    incidents_active: ObservableUpDownCounter
+    queue_depth: ObservableUpDownCounter
     tokens_input: Counter
     tokens_output: Counter
     tokens_per_run: Histogram
 
     @classmethod
-    def create(cls, meter: Meter) -> Instruments:
+    def create(
+        cls, meter: Meter, *, active: Callable[[], tuple[int, int] | None] = lambda: None
+    ) -> Instruments:
+        def observe(index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def callback(_options: CallbackOptions) -> Iterable[Observation]:
+                counts = active()
+                return [] if counts is None else [Observation(counts[index])]
+
+            return callback
+
         return cls(
             webhooks={k: meter.create_counter(n) for k, n in WEBHOOK_METRICS.items()},
             intake={k: meter.create_counter(n) for k, n in INTAKE_METRICS.items()},
             runs_completed=meter.create_counter(METRIC_RUNS_COMPLETED),
             runs_failed=meter.create_counter(METRIC_RUNS_FAILED),
             run_duration=meter.create_histogram(METRIC_RUN_DURATION, unit="s"),
-            incidents_active=meter.create_up_down_counter(METRIC_INCIDENTS_ACTIVE),
-            queue_depth=meter.create_up_down_counter(METRIC_INTAKE_QUEUE_DEPTH),
+            incidents_active=meter.create_observable_up_down_counter(
+                METRIC_INCIDENTS_ACTIVE, callbacks=[observe(0)]
+            ),
+            queue_depth=meter.create_observable_up_down_counter(
+                METRIC_INTAKE_QUEUE_DEPTH, callbacks=[observe(1)]
+            ),
             tokens_input=meter.create_counter(METRIC_TOKENS_INPUT, unit="{token}"),
             tokens_output=meter.create_counter(METRIC_TOKENS_OUTPUT, unit="{token}"),
             tokens_per_run=meter.create_histogram(METRIC_TOKENS_PER_RUN, unit="{token}"),

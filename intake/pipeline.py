@@ -70,14 +70,10 @@ class Finalizer(Protocol):
 
 class IntakeMetrics(Protocol):
     def record_intake(self, event: str, count: int = 1) -> None: ...
-    def set_active(self, *, running: int, queued: int) -> None: ...
 
 
 class _NoMetrics:
     def record_intake(self, event: str, count: int = 1) -> None:
-        pass
-
-    def set_active(self, *, running: int, queued: int) -> None:
         pass
 
 
@@ -209,7 +205,6 @@ class Intake:
         await self._stop_workers(cleanup_seconds)
         for record in cut_off:
             self._finish(record, AlertStatus.ESCALATED, "shutdown_grace_exceeded", finalize=True)
-        self._publish_gauges()
         await self._wait_side_tasks(cleanup_seconds)
         group, self._group = self._group, None
         await group.__aexit__(None, None, None)
@@ -353,7 +348,6 @@ class Intake:
         """Start runs while there is room, each on a parked worker or a new one."""
         while (record := self._pick()) is not None:
             self._start(record, self._free_worker(record))
-        self._publish_gauges()
 
     def _pick(self) -> AlertRecord | None:
         """If there is room, take the next record to run: best priority, then oldest,
@@ -413,13 +407,12 @@ class Intake:
         while True:
             await self._run(record)
             following = self._pick()
-            if following is not None:
-                self._start(following, worker)
-            self._publish_gauges()
             if following is None:
                 slot: asyncio.Future[AlertRecord] = loop.create_future()
                 self._active.parked.append((slot, worker))
                 following = await slot
+            else:
+                self._start(following, worker)
             record = following
 
     async def _run(self, record: AlertRecord) -> None:
@@ -470,7 +463,8 @@ class Intake:
         if not self._active.running:
             self._no_runs.set()
         self._active.busy.discard(service)
-        self._offer(service)
+        if service in self._active.queues:
+            self._offer(service)
         self._check_idle()
 
     async def _finalize_safely(self, record: AlertRecord) -> None:
@@ -487,7 +481,6 @@ class Intake:
         self._active.queued -= 1
         self._finish(record, status, reason, finalize=True)
         self._check_idle()
-        self._publish_gauges()
 
     def _finish(
         self, record: AlertRecord, status: AlertStatus, reason: str | None, *, finalize: bool
@@ -594,9 +587,6 @@ class Intake:
         if not self._active.records:
             self._idle.set()
 
-    def _publish_gauges(self) -> None:
-        self._metrics.set_active(running=len(self._active.running), queued=self._active.queued)
-
     # -- views ---------------------------------------------------------------------------------
 
     def _queued_records(self) -> list[AlertRecord]:
@@ -615,6 +605,10 @@ class Intake:
             ),
             "recent": list(reversed(self._history.values())),
         }
+
+    def counts(self) -> tuple[int, int]:
+        """(running, queued) right now."""
+        return len(self._active.running), self._active.queued
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -125,6 +125,7 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
         budget_exhausted=functools.partial(_hourly_budget_spent, settings, state),
         metrics=state,
     )
+    state.watch_active(intake.counts)
     return Runtime(
         settings=settings,
         http=http,

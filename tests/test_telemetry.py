@@ -109,11 +109,14 @@ def test_record_tokens_moves_input_and_output(
     assert readings(reader) == {METRIC_TOKENS_INPUT: 500, METRIC_TOKENS_OUTPUT: 50}
 
 
-def test_set_active_reports_the_latest_values(
+def test_active_gauges_read_the_watched_source_when_collected(
     state: RuntimeState, reader: InMemoryMetricReader
 ) -> None:
-    state.set_active(running=3, queued=10)
-    state.set_active(running=1, queued=4)
+    assert readings(reader) == {}  # nothing to report before intake exists
+    counts = [(3, 10)]
+    state.watch_active(lambda: counts[-1])
+    assert readings(reader) == {METRIC_INCIDENTS_ACTIVE: 3, METRIC_INTAKE_QUEUE_DEPTH: 10}
+    counts.append((1, 4))
     assert readings(reader) == {METRIC_INCIDENTS_ACTIVE: 1, METRIC_INTAKE_QUEUE_DEPTH: 4}
 
 

@@ -71,6 +71,8 @@ async def test_one_alert_exports_the_span_tree_metrics_and_exact_token_usage(
         "sre_agent.agent.runs.completed",
         "sre_agent.agent.run.duration",
         "sre_agent.intake.queued",
+        "sre_agent.intake.queue_depth",  # observed from intake when exported
+        "sre_agent.incidents.active",
         "sre_agent.tokens.input",
         "sre_agent.tokens.output",
         "sre_agent.tokens.per_run",
