@@ -312,12 +312,13 @@ class Intake:
         heapq.heappush(heap, (record.order, record))
         active.heaped += 1
         active.fifo.append(record)
+        if not active.records:
+            self._idle.clear()  # the first active record
         active.records[record.incident_id] = record
         active.queued += 1
         self._counters.queued += 1
         self._metrics.record_intake("queued")
         record.move(AlertStatus.QUEUED)
-        self._idle.clear()
         if heap[0][1] is record:  # a new best for its service: it supersedes the last offer
             self._offer(service)
 
@@ -392,9 +393,10 @@ class Intake:
         active = self._active
         active.queued -= 1
         active.busy.add(service)
+        if not active.running:
+            self._no_runs.clear()  # the first run
         active.running[record.incident_id] = worker
         record.move(AlertStatus.RUNNING)
-        self._no_runs.clear()
 
     # -- runs ----------------------------------------------------------------------------------
 
