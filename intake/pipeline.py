@@ -22,9 +22,10 @@ tasks, each either running one record or parked on a future. Dispatch decides wh
 runs next synchronously (the record is RUNNING when `submit` returns) and hands it to a
 parked worker, or starts a worker while there are fewer than `concurrency`. A worker that
 finishes a run takes the next record itself, so with a backlog no run costs a trip through
-the event loop or a future; every `YIELD_EVERY` runs it yields anyway,
-so runs that never suspend cannot starve the webhooks. Workers start in an empty context:
-a run never inherits the request that happened to start its worker.
+the event loop or a future; once the workers have held the loop for `HOLD_SECONDS` without
+suspending, the next run yields first, so runs that never suspend cannot starve the
+webhooks. Workers start in an empty context: a run never inherits the request that happened
+to start its worker.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ HISTORY_SIZE = 100
 COMPACT_SLACK = 1024
 _QUEUED = SubmitOutcome(AlertStatus.QUEUED)
 _OPEN = frozenset({AlertStatus.QUEUED, AlertStatus.RUNNING})
-YIELD_EVERY = 32
+HOLD_SECONDS = 0.005
 
 
 class Runner(Protocol):
@@ -123,7 +124,7 @@ class _Active:
     workers: set[asyncio.Task[None]] = field(default_factory=set)
     queued: int = 0
     heaped: int = 0  # entries in all of `queues`, live or not
-    started: int = 0
+    resumed_at: float = 0.0  # when a worker last came back from the event loop
 
     def compact(self) -> None:
         """Drop entries of records that left the queue once they outnumber the live ones.
@@ -406,6 +407,7 @@ class Intake:
         worker = asyncio.current_task()
         assert worker is not None
         loop = asyncio.get_running_loop()
+        self._active.resumed_at = self._clock()
         while True:
             await self._run(record)
             following = self._pick()
@@ -413,6 +415,7 @@ class Intake:
                 slot: asyncio.Future[AlertRecord] = loop.create_future()
                 self._active.parked.append((slot, worker))
                 following = await slot
+                self._active.resumed_at = self._clock()
             else:
                 self._start(following, worker)
             record = following
@@ -421,9 +424,9 @@ class Intake:
         """Run the agent for one record: a crash is escalated by the runtime, a cancellation
         (shutdown) propagates, and the service is released whatever happens."""
         try:
-            self._active.started += 1
-            if self._active.started % YIELD_EVERY == 0:
+            if self._clock() - self._active.resumed_at >= HOLD_SECONDS:
                 await asyncio.sleep(0)  # let the loop serve webhooks between instant runs
+                self._active.resumed_at = self._clock()
             trace_id_var.set(record.trace_id)
             incident_id_var.set(record.incident_id)
             try:
@@ -498,13 +501,13 @@ class Intake:
             self._spawn(self._finalize_in_context(record), side=True)
 
     def _count_terminal(self, status: AlertStatus) -> None:
-        if status is AlertStatus.EXPIRED:
-            self._counters.expired += 1
-            self._metrics.record_intake("expired")
-        elif status is AlertStatus.RESOLVED:
+        if status is AlertStatus.RESOLVED:
             self._counters.resolved += 1
         elif status is AlertStatus.ESCALATED:
             self._counters.escalated += 1
+        elif status is AlertStatus.EXPIRED:
+            self._counters.expired += 1
+            self._metrics.record_intake("expired")
 
     async def _finalize_in_context(self, record: AlertRecord) -> None:
         trace_id_var.set(record.trace_id)

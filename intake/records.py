@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +50,6 @@ class Tokens:
     total: int = 0
 
 
-@dataclass(slots=True)
 class AlertRecord:
     """One incident from arrival to its terminal status.
 
@@ -58,40 +57,62 @@ class AlertRecord:
     `tool_calls`, `tokens`, `outcome` and `report_file`, and drains the notices each turn.
     The incident id, service and priority are copied from the alert once, and the run's
     containers are made on first use: intake touches these for every queued alert, and a
-    queued alert that never runs needs none of them.
+    queued alert that never runs needs none of them. A plain slotted class: a dataclass
+    `__init__` with this many defaulted fields cost twice as much, once per alert.
     """
 
-    alert: Alert
-    trace_id: str
-    enqueued_at: float
-    seq: int
-    incident_id: str = field(init=False)
-    service: str | None = field(init=False)
-    priority: Priority = field(init=False)
-    order: int = field(init=False)  # queue order: best priority first, then oldest
-    status: AlertStatus = AlertStatus.QUEUED
-    reason: str | None = None
-    # The timeline as flat (epoch, status, note) triples: intake writes three entries per
-    # alert, and an object each (or a `datetime.now()`) was a visible share of the
-    # per-alert cost and of the garbage collector's work. `timeline` builds the steps.
-    _steps: list[Any] = field(default_factory=list)
-    repeats: int = 0
-    resolved_upstream: bool = False
-    carrier: dict[str, str] | None = None  # the webhook's trace context, when tracing
-    turns: int = 0
-    outcome: str | None = None
-    report_file: str | None = None
-    _notices: list[str] | None = None
-    _tool_calls: list[ToolCallRecord] | None = None
-    _tokens: Tokens | None = None
-    _extra: dict[str, Any] | None = None
+    __slots__ = (
+        "_extra",
+        "_notices",
+        "_steps",
+        "_tokens",
+        "_tool_calls",
+        "alert",
+        "carrier",
+        "enqueued_at",
+        "incident_id",
+        "order",
+        "outcome",
+        "priority",
+        "reason",
+        "repeats",
+        "report_file",
+        "resolved_upstream",
+        "seq",
+        "service",
+        "status",
+        "trace_id",
+        "turns",
+    )
 
-    def __post_init__(self) -> None:
-        alert = self.alert
-        self.incident_id = alert.incident_id
-        self.service = alert.service
-        self.priority = alert.priority
-        self.order = _PRIORITY_ORDER[alert.priority] + self.seq
+    def __init__(self, alert: Alert, *, trace_id: str, enqueued_at: float, seq: int) -> None:
+        self.alert = alert
+        self.trace_id = trace_id
+        self.enqueued_at = enqueued_at
+        self.seq = seq
+        self.incident_id: str = alert.incident_id
+        self.service: str | None = alert.service
+        self.priority: Priority = alert.priority
+        self.order: int = _PRIORITY_ORDER[alert.priority] + seq  # best priority, then oldest
+        self.status = AlertStatus.QUEUED
+        self.reason: str | None = None
+        # The timeline as flat (epoch, status, note) triples: intake writes three entries per
+        # alert, and an object each (or a `datetime.now()`) was a visible share of the
+        # per-alert cost and of the garbage collector's work. `timeline` builds the steps.
+        self._steps: list[Any] = []
+        self.repeats = 0
+        self.resolved_upstream = False
+        self.carrier: dict[str, str] | None = None  # the webhook's trace context, when tracing
+        self.turns = 0
+        self.outcome: str | None = None
+        self.report_file: str | None = None
+        self._notices: list[str] | None = None
+        self._tool_calls: list[ToolCallRecord] | None = None
+        self._tokens: Tokens | None = None
+        self._extra: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"AlertRecord({self.incident_id!r}, {self.status.value}, seq={self.seq})"
 
     @property
     def tool_calls(self) -> list[ToolCallRecord]:

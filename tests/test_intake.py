@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from intake import Draining, Intake, Limits
-from intake.pipeline import COMPACT_SLACK, YIELD_EVERY
+from intake.pipeline import COMPACT_SLACK, HOLD_SECONDS
 from models import Alert, AlertState, AlertStatus, Priority, Provider
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
 
@@ -376,14 +376,16 @@ async def test_dead_entries_behind_a_waiting_alert_are_dropped_on_tick() -> None
 
 async def test_a_backlog_of_instant_runs_lets_the_event_loop_serve_others() -> None:
     async with harness(concurrency=1) as h:
-        h.runner.auto = True  # each run returns without ever suspending
-        for n in range(4 * YIELD_EVERY):
+        h.runner.auto = True  # each run returns without ever suspending, after 1 ms
+        h.runner.on_start = lambda _record: h.clock.advance(0.001)
+        for n in range(100):
             h.submit(alert(f"a{n}", service=f"svc-{n}"))
         seen: list[int] = []
         asyncio.get_running_loop().call_soon(lambda: seen.append(len(h.runner.started)))
         await h.intake.wait_idle()
         assert len(seen) == 1
-        assert 0 < seen[0] <= YIELD_EVERY  # the loop ran long before the backlog ended
+        # The loop got control once the worker had held it for HOLD_SECONDS, not after 100 runs.
+        assert 0 < seen[0] <= HOLD_SECONDS / 0.001 + 1
 
 
 async def test_runs_do_not_inherit_the_context_of_the_request_that_started_them() -> None:
