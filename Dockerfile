@@ -4,15 +4,26 @@
 # bind mount that installs the wheels without leaving them in a layer.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# `--build-arg CLOUD_EXTRAS=aws` adds botocore (requirements-aws.txt) for CLOUD_PROVIDER=aws;
+# the default image carries only requirements.txt.
+ARG CLOUD_EXTRAS=none
 
 # --- builder: resolve and build every runtime dependency as a wheel -----------------------
 FROM ${PYTHON_IMAGE} AS builder
+ARG CLOUD_EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /build
-COPY requirements.txt .
+COPY requirements.txt requirements-aws.txt ./
 # Runtime requirements only: requirements-dev.txt (pytest, ruff, mypy...) never enters the image.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
+# /build/runtime.txt is what the runtime stage installs: requirements.txt, plus the AWS pins
+# when asked for; any other value fails the build rather than silently building without.
+RUN case "${CLOUD_EXTRAS}" in \
+        none) cp requirements.txt runtime.txt ;; \
+        aws) cat requirements.txt requirements-aws.txt > runtime.txt ;; \
+        *) echo "CLOUD_EXTRAS must be none or aws, not '${CLOUD_EXTRAS}'" >&2; exit 1 ;; \
+    esac \
+    && pip wheel --no-cache-dir --wheel-dir /wheels -r runtime.txt
 
 # --- runtime: the wheels, the application, nothing else ----------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -25,8 +36,8 @@ ENV PYTHONUNBUFFERED=1 \
 
 # --no-index: only the wheels built above can be installed, never something fetched now.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
-    pip install --no-cache-dir --no-index --find-links=/wheels -r /tmp/requirements.txt
+    --mount=type=bind,from=builder,source=/build/runtime.txt,target=/tmp/runtime.txt \
+    pip install --no-cache-dir --no-index --find-links=/wheels -r /tmp/runtime.txt
 
 # Fixed UID/GID so volume ownership and runAsNonRoot policies are predictable.
 RUN groupadd --system --gid 10001 appuser \

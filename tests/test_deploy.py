@@ -112,6 +112,42 @@ def test_dockerfile_builds_wheels_and_runs_uvicorn_as_non_root() -> None:
     assert 'exec uvicorn main:app --host 0.0.0.0 --port \\"${PORT:-8080}\\"' in text
 
 
+def _requirements_step() -> str:
+    """The builder's shell step that chooses the runtime requirements (before `pip wheel`)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", "\n")
+    match = re.search(r"^RUN (case .*?esac)", text, flags=re.M | re.S)
+    assert match, "no CLOUD_EXTRAS step in the Dockerfile"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("extras", "botocore"), [("none", False), ("aws", True)], ids=["default", "aws"]
+)
+def test_dockerfile_cloud_extras_chooses_the_runtime_requirements(
+    tmp_path: Path, extras: str, botocore: bool
+) -> None:
+    for name in ("requirements.txt", "requirements-aws.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {**os.environ, "CLOUD_EXTRAS": extras}
+    result = subprocess.run(
+        ["sh", "-c", _requirements_step()], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    chosen = (tmp_path / "runtime.txt").read_text()
+    assert (ROOT / "requirements.txt").read_text() in chosen
+    assert ("botocore==" in chosen) is botocore
+
+
+def test_dockerfile_refuses_an_unknown_cloud_extra(tmp_path: Path) -> None:
+    env = {**os.environ, "CLOUD_EXTRAS": "azure"}
+    result = subprocess.run(
+        ["sh", "-c", _requirements_step()], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "CLOUD_EXTRAS must be none or aws" in result.stderr
+    assert not (tmp_path / "runtime.txt").exists()
+
+
 def test_dockerignore_keeps_tests_and_secrets_out_of_the_image() -> None:
     lines = [
         line.strip()
