@@ -222,6 +222,8 @@ class Settings(BaseSettings):
     aws_endpoint_url_logs: HttpBaseUrl | None = None
     aws_endpoint_url_monitoring: HttpBaseUrl | None = None
     aws_log_group_pattern: str = "/ecs/{service}"
+    # ECS metrics are keyed by ClusterName *and* ServiceName: the cluster the services run in.
+    aws_ecs_cluster: str | None = None
 
     log_level: LogLevel = "INFO"
     otel_exporter_otlp_endpoint: str | None = None

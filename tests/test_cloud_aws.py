@@ -43,6 +43,9 @@ class World:
     def body(self, index: int = 0) -> Any:
         return self.aws.requests[index].json
 
+    def bodies(self) -> list[Any]:
+        return [request.json for request in self.aws.requests]
+
     def headers(self, index: int = 0) -> dict[str, str]:
         return self.aws.requests[index].headers
 
@@ -248,6 +251,20 @@ async def test_get_metric_data_uses_the_json_protocol(world: World) -> None:
         "ScanBy": "TimestampAscending",
         "MaxDatapoints": 1000,
     }
+
+
+async def test_ecs_metrics_carry_the_configured_cluster(world: World) -> None:
+    settings = world.settings.model_copy(update={"aws_ecs_cluster": "prod"})
+    tools = AwsCloudTools(settings=settings, http=world.http, now=lambda: NOW)
+    result = await tools.query_metrics(metrics(), make_ctx())
+    await tools.query_metrics(metrics(metric_type="Checkout/Latency"), make_ctx())
+    ecs, custom = (body["MetricDataQueries"][0]["MetricStat"]["Metric"] for body in world.bodies())
+    assert ecs["Dimensions"] == [
+        {"Name": "ClusterName", "Value": "prod"},
+        {"Name": "ServiceName", "Value": "worker"},
+    ]
+    assert result["dimensions"] == {"ClusterName": "prod", "ServiceName": "worker"}
+    assert custom["Dimensions"] == [{"Name": "ServiceName", "Value": "worker"}]
 
 
 async def test_metric_data_is_compacted(world: World) -> None:

@@ -10,7 +10,8 @@ sent through the runtime's shared httpx client:
   matched against the level read from each message.
 - `query_cloud_metrics` → CloudWatch `GetMetricData` (JSON 1.0, `X-Amz-Target:
   GraniteServiceVersion20100801.GetMetricData`) for `Namespace/MetricName` with dimension
-  `ServiceName=<service>`, a period giving at most 30 points.
+  `ServiceName=<service>` (and `ClusterName=AWS_ECS_CLUSTER` in the `AWS/ECS` namespace, whose
+  metrics exist only per cluster and service), a period giving at most 30 points.
 """
 
 from __future__ import annotations
@@ -233,7 +234,15 @@ class AwsCloudTools(CloudQueries):
         namespace, name = parse_metric_type(args.metric_type)
         stat, period = statistic_for(args.aggregation), period_seconds(args.minutes)
         end = self._now()
-        dimensions = [{"Name": "ServiceName", "Value": args.service}]
+        labels = {"namespace": namespace, "metric": name}
+        if namespace == "AWS/ECS" and self._settings.aws_ecs_cluster:
+            labels["ClusterName"] = self._settings.aws_ecs_cluster
+        labels["ServiceName"] = args.service
+        dimensions = [
+            {"Name": key, "Value": labels[key]}
+            for key in ("ClusterName", "ServiceName")
+            if key in labels
+        ]
         query = {
             "Id": "m0",
             "MetricStat": {
@@ -251,7 +260,6 @@ class AwsCloudTools(CloudQueries):
             "MaxDatapoints": 1000,
         }
         answer = await self._metrics("GetMetricData", payload, trace_id)
-        labels = {"namespace": namespace, "metric": name, "ServiceName": args.service}
         results = [r for r in answer.get("MetricDataResults") or [] if isinstance(r, dict)]
         context = _metrics_context(labels, stat, period, results, answer)
         series = [metric_series(r, labels) for r in results]
@@ -337,7 +345,7 @@ def _metrics_context(
         "provider": "aws",
         "namespace": labels["namespace"],
         "metric": labels["metric"],
-        "dimensions": {"ServiceName": labels["ServiceName"]},
+        "dimensions": {k: v for k, v in labels.items() if k in ("ClusterName", "ServiceName")},
         "stat": stat,
         "period_seconds": period,
     }
