@@ -240,7 +240,11 @@ class Settings(BaseSettings):
         return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator(
-        "pagerduty_escalation_policy_id", "pagerduty_from_email", "gcp_project_id", "aws_region"
+        "pagerduty_escalation_policy_id",
+        "pagerduty_from_email",
+        "gcp_project_id",
+        "aws_region",
+        "aws_ecs_cluster",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:

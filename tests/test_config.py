@@ -116,6 +116,13 @@ def test_gcp_provider_requires_project(make_settings: SettingsFactory) -> None:
     assert make_settings(cloud_provider="GCP", gcp_project_id="p").cloud_provider == "gcp"
 
 
+def test_blank_optional_names_count_as_unset(make_settings: SettingsFactory) -> None:
+    settings = make_settings(aws_ecs_cluster="  ", pagerduty_from_email="")
+    assert settings.aws_ecs_cluster is None
+    assert settings.pagerduty_from_email is None
+    assert make_settings(aws_ecs_cluster=" prod ").aws_ecs_cluster == "prod"
+
+
 def test_environment_is_read_case_insensitively(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
