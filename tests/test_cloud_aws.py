@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from config import ConfigError, Settings
-from models import Alert, Priority, Provider
 from tests.conftest import SettingsFactory
 from tests.fakes.aws import FakeAws, load, make_fake_aws
+from tests.fakes.contexts import run_context
 from tests.fakes.pagerduty import Scripted
 from tests.fakes.server import serve
 from tools import RunContext
@@ -85,16 +85,7 @@ async def world(
 
 
 def make_ctx() -> RunContext:
-    alert = Alert.model_validate(
-        {
-            "incident_id": "generic:inc-1",
-            "provider": Provider.GENERIC,
-            "service": "worker",
-            "priority": Priority.P2,
-            "summary": "worker errors",
-        }
-    )
-    return RunContext(alert=alert, trace_id="trace-aws-1", shadow=False)
+    return run_context(trace_id="trace-aws-1")
 
 
 def logs(**fields: Any) -> QueryLogsArgs:

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from config import Settings
-from models import Alert, Priority, Provider
 from tests.conftest import SettingsFactory
+from tests.fakes.contexts import run_context
 from tests.fakes.gcp import FakeGcp, load, make_fake_gcp
 from tests.fakes.pagerduty import Scripted
 from tests.fakes.server import serve
@@ -63,16 +63,7 @@ async def world(
 
 
 def make_ctx() -> RunContext:
-    alert = Alert.model_validate(
-        {
-            "incident_id": "generic:inc-1",
-            "provider": Provider.GENERIC,
-            "service": "worker",
-            "priority": Priority.P2,
-            "summary": "worker errors",
-        }
-    )
-    return RunContext(alert=alert, trace_id="trace-gcp-1", shadow=False)
+    return run_context(trace_id="trace-gcp-1")
 
 
 def logs(**fields: Any) -> QueryLogsArgs:

@@ -20,8 +20,8 @@ import tools.executor
 import tools.handlers
 import tools.ops
 from config import Settings
-from models import Alert, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
+from tests.fakes.contexts import run_context
 from tests.fakes.ops_service import FakeOpsService, make_ops_service
 from tests.fakes.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
 from tests.fakes.server import serve
@@ -88,18 +88,6 @@ async def world(make_settings: SettingsFactory) -> AsyncIterator[World]:
             service.release()
 
 
-def make_ctx(*, shadow: bool = False, **alert_fields: Any) -> RunContext:
-    values: dict[str, Any] = {
-        "incident_id": "generic:inc-42",
-        "provider": Provider.GENERIC,
-        "service": "worker",
-        "priority": Priority.P2,
-        "summary": "worker error rate high",
-    }
-    values.update(alert_fields)
-    return RunContext(alert=Alert.model_validate(values), trace_id="trace-42", shadow=shadow)
-
-
 async def call(executor: ToolExecutor, ctx: RunContext, name: str, **args: Any) -> ToolOutcome:
     return await executor.execute(name, json.dumps(args), ctx)
 
@@ -140,7 +128,11 @@ def test_call_ops_endpoint_schema_matches_the_contract(world: World) -> None:
 
 async def test_get_returns_status_code_and_json_body(world: World) -> None:
     outcome = await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="worker", endpoint="/ops/status"
+        world.executor(),
+        run_context(),
+        "call_ops_endpoint",
+        service="worker",
+        endpoint="/ops/status",
     )
     assert (outcome.ok, outcome.error, outcome.write) == (True, None, False)
     assert body_of(outcome) == {"status_code": 200, "body": world.service.status()}
@@ -148,7 +140,7 @@ async def test_get_returns_status_code_and_json_body(world: World) -> None:
 
 async def test_requests_carry_bearer_token_and_trace_id(world: World) -> None:
     await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="Worker", endpoint="status"
+        world.executor(), run_context(), "call_ops_endpoint", service="Worker", endpoint="status"
     )
     (request,) = world.service.requests
     assert (request.method, request.path) == ("GET", "/ops/status")
@@ -176,7 +168,7 @@ async def test_requests_carry_bearer_token_and_trace_id(world: World) -> None:
 )
 async def test_hostile_endpoint_is_refused_and_nothing_is_sent(world: World, endpoint: str):
     outcome = await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="worker", endpoint=endpoint
+        world.executor(), run_context(), "call_ops_endpoint", service="worker", endpoint=endpoint
     )
     assert not outcome.ok
     assert outcome.error is not None
@@ -186,7 +178,7 @@ async def test_hostile_endpoint_is_refused_and_nothing_is_sent(world: World, end
 
 
 async def test_requests_only_ever_go_to_the_registered_base_url(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     for endpoint in ("status", "ops/metrics", "/ops/errors", "evil.com/ops/status"):
         await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint=endpoint)
     assert {(u.scheme, u.host, u.port) for u in world.sent} == {
@@ -197,7 +189,7 @@ async def test_requests_only_ever_go_to_the_registered_base_url(world: World) ->
 
 async def test_unregistered_service_is_refused(world: World) -> None:
     outcome = await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="evil", endpoint="/ops/status"
+        world.executor(), run_context(), "call_ops_endpoint", service="evil", endpoint="/ops/status"
     )
     assert outcome.error == "service 'evil' is not registered; registered services: api, worker"
     assert world.sent == []
@@ -205,7 +197,7 @@ async def test_unregistered_service_is_refused(world: World) -> None:
 
 async def test_slow_service_costs_one_tool_error_not_the_run(world: World) -> None:
     world.service.hold("/ops/status")
-    executor, ctx = world.executor(ops_timeout_seconds=0.2), make_ctx()
+    executor, ctx = world.executor(ops_timeout_seconds=0.2), run_context()
     outcome = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     assert (outcome.ok, outcome.error) == (False, "timed out after 0.2s calling worker /ops/status")
     world.service.release()
@@ -216,7 +208,11 @@ async def test_slow_service_costs_one_tool_error_not_the_run(world: World) -> No
 async def test_non_2xx_is_an_error_that_still_shows_the_body(world: World) -> None:
     world.service.status_codes["/ops/status"] = 503
     outcome = await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="worker", endpoint="/ops/status"
+        world.executor(),
+        run_context(),
+        "call_ops_endpoint",
+        service="worker",
+        endpoint="/ops/status",
     )
     assert (outcome.ok, outcome.error) == (False, "HTTP 503 from worker /ops/status")
     assert body_of(outcome) == {
@@ -228,13 +224,13 @@ async def test_non_2xx_is_an_error_that_still_shows_the_body(world: World) -> No
 
 async def test_dead_service_is_one_tool_error(world: World) -> None:
     outcome = await call(
-        world.executor(), make_ctx(), "call_ops_endpoint", service="api", endpoint="status"
+        world.executor(), run_context(), "call_ops_endpoint", service="api", endpoint="status"
     )
     assert (outcome.ok, outcome.error) == (False, "could not reach api /ops/status: ConnectError")
 
 
 async def test_post_remediation_is_sent_with_its_body_and_is_a_write(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     outcome = await call(
         executor,
         ctx,
@@ -252,7 +248,7 @@ async def test_post_remediation_is_sent_with_its_body_and_is_a_write(world: Worl
 async def test_body_with_get_is_refused(world: World) -> None:
     outcome = await call(
         world.executor(),
-        make_ctx(),
+        run_context(),
         "call_ops_endpoint",
         service="worker",
         endpoint="status",
@@ -285,7 +281,7 @@ async def test_body_with_get_is_refused(world: World) -> None:
 async def test_bad_arguments_are_an_error_and_the_tool_is_not_called(
     world: World, arguments: str, error: str
 ) -> None:
-    outcome = await world.executor().execute("call_ops_endpoint", arguments, make_ctx())
+    outcome = await world.executor().execute("call_ops_endpoint", arguments, run_context())
     assert not outcome.ok
     assert outcome.error is not None
     assert error in outcome.error
@@ -293,7 +289,7 @@ async def test_bad_arguments_are_an_error_and_the_tool_is_not_called(
 
 
 async def test_unknown_tool_is_an_error_listing_the_tools(world: World) -> None:
-    outcome = await world.executor().execute("run_shell", '{"cmd": "rm -rf /"}', make_ctx())
+    outcome = await world.executor().execute("run_shell", '{"cmd": "rm -rf /"}', run_context())
     assert outcome.error == f"unknown tool 'run_shell'; available tools: {', '.join(TOOL_NAMES)}"
 
 
@@ -305,7 +301,7 @@ async def test_secrets_in_tool_output_never_reach_the_model(world: World) -> Non
         "llm_key": TEST_SECRETS["llm_api_key"],
         "dsn": "postgres://app:hunter2@db/x",
     }
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     echo = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="echo")
     config = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="config")
     assert body_of(echo)["body"]["headers"]["authorization"] == "[REDACTED]"
@@ -317,7 +313,7 @@ async def test_long_output_is_cut_with_a_marker_within_the_limit(world: World) -
     world.service.bodies["/ops/config"] = {"blob": "x" * 50_000}
     outcome = await call(
         world.executor(tool_output_max_chars=1000),
-        make_ctx(),
+        run_context(),
         "call_ops_endpoint",
         service="worker",
         endpoint="config",
@@ -333,7 +329,7 @@ async def test_long_output_is_cut_with_a_marker_within_the_limit(world: World) -
 
 
 async def test_identical_read_is_answered_from_the_cache_until_a_write(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     first = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     again = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     assert world.service.paths() == ["/ops/status"]
@@ -349,7 +345,7 @@ async def test_identical_read_is_answered_from_the_cache_until_a_write(world: Wo
 
 async def test_failed_reads_are_not_cached(world: World) -> None:
     world.service.status_codes["/ops/status"] = 500
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     for _ in range(2):
         await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     assert world.service.paths() == ["/ops/status", "/ops/status"]
@@ -361,7 +357,7 @@ async def test_failed_reads_are_not_cached(world: World) -> None:
 async def test_scaling_within_bounds_posts_ops_scale(world: World) -> None:
     outcome = await call(
         world.executor(),
-        make_ctx(),
+        run_context(),
         "scale_service",
         service="worker",
         replicas=4,
@@ -395,7 +391,7 @@ async def test_scaling_within_bounds_posts_ops_scale(world: World) -> None:
 async def test_scaling_is_refused_outside_its_rules(
     world: World, args: dict[str, Any], error: str
 ) -> None:
-    outcome = await call(world.executor(), make_ctx(), "scale_service", **args)
+    outcome = await call(world.executor(), run_context(), "scale_service", **args)
     assert not outcome.ok
     assert outcome.error is not None
     assert error in outcome.error
@@ -405,7 +401,7 @@ async def test_scaling_is_refused_outside_its_rules(
 async def test_scaling_without_limits_is_refused(world: World) -> None:
     outcome = await call(
         world.executor(scaling_limits=""),
-        make_ctx(),
+        run_context(),
         "scale_service",
         service="worker",
         replicas=2,
@@ -418,7 +414,7 @@ async def test_scaling_without_limits_is_refused(world: World) -> None:
 
 
 async def test_shadow_mode_withholds_every_write_and_records_it(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx(shadow=True)
+    executor, ctx = world.executor(), run_context(shadow=True)
     outcomes = [
         await call(
             executor,
@@ -450,7 +446,7 @@ async def test_shadow_mode_withholds_every_write_and_records_it(world: World) ->
 
 
 async def test_shadow_mode_still_reads_and_still_applies_guardrails(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx(shadow=True)
+    executor, ctx = world.executor(), run_context(shadow=True)
     read = await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     refused = await call(executor, ctx, "scale_service", service="worker", replicas=50, reason="r")
     assert read.ok
@@ -462,7 +458,7 @@ async def test_shadow_mode_still_reads_and_still_applies_guardrails(world: World
 
 
 async def test_escalation_triggers_pagerduty_and_is_recorded(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx(url="https://grafana.example/alert/1")
+    executor, ctx = world.executor(), run_context(url="https://grafana.example/alert/1")
     await call(executor, ctx, "write_incident_report", content="# Findings", filename="inc-42")
     outcome = await call(
         executor,
@@ -489,7 +485,7 @@ async def test_escalation_triggers_pagerduty_and_is_recorded(world: World) -> No
 
 async def test_failed_escalation_is_an_error_and_is_still_recorded(world: World) -> None:
     world.pd.events_default = Scripted(500)
-    ctx = make_ctx()
+    ctx = run_context()
     outcome = await call(world.executor(), ctx, "escalate_pagerduty", summary="worker down")
     assert not outcome.ok
     assert outcome.error is not None
@@ -499,7 +495,7 @@ async def test_failed_escalation_is_an_error_and_is_still_recorded(world: World)
 
 @pytest.mark.parametrize("action", ["acknowledge", "resolve"])
 async def test_acknowledge_alert_sends_the_action_for_this_incident(world: World, action: str):
-    ctx = make_ctx()
+    ctx = run_context()
     outcome = await call(world.executor(), ctx, "acknowledge_alert", action=action, note="ok")
     assert (outcome.ok, outcome.write) == (True, True)
     assert [(e.json["event_action"], e.json["dedup_key"]) for e in world.pd.events] == [
@@ -512,7 +508,7 @@ async def test_acknowledge_alert_sends_the_action_for_this_incident(world: World
 
 
 async def test_report_gets_the_default_name_when_none_is_given(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     outcome = await call(executor, ctx, "write_incident_report", content="# Report")
     name = body_of(outcome)["filename"]
     assert name.endswith("-worker-generic_inc-42.md")
@@ -522,7 +518,7 @@ async def test_report_gets_the_default_name_when_none_is_given(world: World) -> 
 
 
 async def test_first_report_name_sticks_and_later_calls_overwrite_it(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     await call(executor, ctx, "write_incident_report", content="v1", filename="db-outage")
     outcome = await call(executor, ctx, "write_incident_report", content="v2", filename="other")
     directory = world.settings().incidents_dir
@@ -536,7 +532,7 @@ async def test_first_report_name_sticks_and_later_calls_overwrite_it(world: Worl
 async def test_report_filename_traversal_is_refused_and_nothing_written(
     world: World, filename: str
 ) -> None:
-    ctx = make_ctx()
+    ctx = run_context()
     outcome = await call(
         world.executor(), ctx, "write_incident_report", content="x", filename=filename
     )
@@ -548,7 +544,7 @@ async def test_report_filename_traversal_is_refused_and_nothing_written(
 
 
 async def test_report_content_is_redacted_and_capped(world: World) -> None:
-    ctx = make_ctx()
+    ctx = run_context()
     content = f"token {OPS_TOKEN}\n" + "y" * 300_000
     outcome = await call(world.executor(), ctx, "write_incident_report", content=content)
     assert ctx.report_content is not None
@@ -580,13 +576,13 @@ GCP = {"cloud_provider": "gcp", "gcp_project_id": "proj"}
 
 
 async def test_cloud_tools_say_not_configured_by_default(world: World) -> None:
-    outcome = await call(world.executor(**GCP), make_ctx(), "query_cloud_logs", service="worker")
+    outcome = await call(world.executor(**GCP), run_context(), "query_cloud_logs", service="worker")
     assert outcome.error == "cloud provider not configured: set CLOUD_PROVIDER=gcp or aws"
 
 
 async def test_cloud_tools_receive_validated_args_with_the_registered_name(world: World):
     cloud = FakeCloud()
-    executor, ctx = world.executor(cloud=cloud, **GCP), make_ctx()
+    executor, ctx = world.executor(cloud=cloud, **GCP), run_context()
     logs = await call(executor, ctx, "query_cloud_logs", service="WORKER", severity="error")
     metrics = await call(executor, ctx, "query_cloud_metrics", service="worker", metric_type="cpu")
     assert body_of(logs) == {"entries": [{"severity": "ERROR", "message": "boom"}]}
@@ -603,7 +599,7 @@ async def test_unexpected_handler_failure_is_an_error_result_and_logged(
 ) -> None:
     executor = world.executor(cloud=FakeCloud(RuntimeError("bug")), **GCP)
     with caplog.at_level(logging.WARNING, logger="tools.executor"):
-        outcome = await call(executor, make_ctx(), "query_cloud_logs", service="worker")
+        outcome = await call(executor, run_context(), "query_cloud_logs", service="worker")
     assert outcome.error == "internal error in query_cloud_logs: RuntimeError"
     assert caplog.records[0].exc_info is not None
 
@@ -611,11 +607,11 @@ async def test_unexpected_handler_failure_is_an_error_result_and_logged(
 async def test_cancellation_propagates(world: World) -> None:
     executor = world.executor(cloud=FakeCloud(asyncio.CancelledError()), **GCP)
     with pytest.raises(asyncio.CancelledError):
-        await call(executor, make_ctx(), "query_cloud_logs", service="worker")
+        await call(executor, run_context(), "query_cloud_logs", service="worker")
 
 
 async def test_report_that_cannot_be_written_is_a_tool_error(world: World) -> None:
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     (world.settings().incidents_dir / "r.md").mkdir()  # os.replace cannot overwrite a directory
     outcome = await call(executor, ctx, "write_incident_report", content="# r", filename="r")
     assert outcome.error is not None
@@ -626,7 +622,7 @@ async def test_report_that_cannot_be_written_is_a_tool_error(world: World) -> No
 async def test_wrong_ops_token_is_reported_as_http_401(world: World) -> None:
     executor = world.executor(ops_auth_token="not-the-token")
     outcome = await call(
-        executor, make_ctx(), "call_ops_endpoint", service="worker", endpoint="status"
+        executor, run_context(), "call_ops_endpoint", service="worker", endpoint="status"
     )
     assert outcome.error == "HTTP 401 from worker /ops/status"
 
@@ -639,7 +635,7 @@ async def test_execute_and_ops_calls_are_traced(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     for module in (tools.executor, tools.ops, tools.handlers):
         monkeypatch.setattr(module, "tracer", provider.get_tracer(module.__name__))
-    executor, ctx = world.executor(), make_ctx()
+    executor, ctx = world.executor(), run_context()
     await call(executor, ctx, "call_ops_endpoint", service="worker", endpoint="status")
     await call(executor, ctx, "scale_service", service="worker", replicas=3, reason="load")
     spans = {
