@@ -53,7 +53,6 @@ tracer = trace.get_tracer(__name__)
 HISTORY_SIZE = 100
 COMPACT_SLACK = 1024
 _QUEUED = SubmitOutcome(AlertStatus.QUEUED)
-_OPEN = frozenset({AlertStatus.QUEUED, AlertStatus.RUNNING})
 HOLD_SECONDS = 0.005
 
 
@@ -472,14 +471,6 @@ class Intake:
             self._offer(service)
         self._check_idle()
 
-    async def _finalize_safely(self, record: AlertRecord) -> None:
-        try:
-            await self._finalize(record)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("finalizing %s failed", record.incident_id)
-
     # -- terminal statuses ---------------------------------------------------------------------
 
     def _close_queued(self, record: AlertRecord, status: AlertStatus, reason: str) -> None:
@@ -491,7 +482,7 @@ class Intake:
         self, record: AlertRecord, status: AlertStatus, reason: str | None, *, finalize: bool
     ) -> None:
         """Move a record to its terminal status, into history and the dedup window."""
-        if record.status not in _OPEN:
+        if record.status.terminal:
             return
         record.move(status, reason)
         self._active.records.pop(record.incident_id, None)
@@ -510,9 +501,14 @@ class Intake:
             self._metrics.record_intake("expired")
 
     async def _finalize_in_context(self, record: AlertRecord) -> None:
+        """Page and report for a record without a (complete) run; a failure is logged, the
+        pipeline goes on (a cancellation, at shutdown, propagates)."""
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
-        await self._finalize_safely(record)
+        try:
+            await self._finalize(record)
+        except Exception:
+            logger.exception("finalizing %s failed", record.incident_id)
 
     def _remember(self, record: AlertRecord) -> None:
         history, incident_id = self._history, record.incident_id
@@ -616,9 +612,10 @@ class Intake:
         return len(self._active.running), self._active.queued
 
     def stats(self) -> dict[str, Any]:
+        running, queued = self.counts()
         return {
-            "running": len(self._active.running),
-            "queued": self._active.queued,
+            "running": running,
+            "queued": queued,
             "limit": self._limits.concurrency,
             "queue_max": self._limits.queue_size,
             "draining": not self._accepting,
