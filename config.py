@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    BeforeValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -29,7 +31,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+def _case_folded(fold: Callable[[str], str]) -> BeforeValidator:
+    return BeforeValidator(lambda value: fold(value.strip()) if isinstance(value, str) else value)
+
+
+# Annotate a word-valued field with one of these to accept it in any case, with spaces around
+# (`Annotated[Literal["GET", "POST"], UpperCase]`): settings, tool arguments and API bodies.
+UpperCase = _case_folded(str.upper)
+LowerCase = _case_folded(str.lower)
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], UpperCase]
 ScalingMode = Literal["application", "cloud"]
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -205,13 +217,13 @@ class Settings(BaseSettings):
     max_tokens_per_hour: NonNegativeInt = 0
     agent_max_turns: PositiveInt = 20
     agent_timeout_seconds: PositiveFloat = 300
-    agent_mode: Literal["live", "shadow"] = "live"
+    agent_mode: Annotated[Literal["live", "shadow"], LowerCase] = "live"
     tool_output_max_chars: Annotated[int, Field(ge=200)] = 8000
     webhook_max_body_bytes: PositiveInt = 1_048_576
     shutdown_grace_seconds: NonNegativeFloat = 30
     ops_timeout_seconds: PositiveFloat = 10
 
-    cloud_provider: Literal["none", "gcp", "aws"] = "none"
+    cloud_provider: Annotated[Literal["none", "gcp", "aws"], LowerCase] = "none"
     gcp_project_id: str | None = None
     gcp_logging_url: HttpBaseUrl = "https://logging.googleapis.com"
     gcp_monitoring_url: HttpBaseUrl = "https://monitoring.googleapis.com"
@@ -228,16 +240,6 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "sre-agent"
-
-    @field_validator("agent_mode", "cloud_provider", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator(
         "pagerduty_escalation_policy_id",

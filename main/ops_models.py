@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from config import LogLevel
 
@@ -211,11 +211,6 @@ class LogLevelRequest(BaseModel):
     """Body of `POST /ops/loglevel`; the level is case-insensitive."""
 
     level: LogLevel
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
 
 
 class LogLevelResponse(BaseModel):

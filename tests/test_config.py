@@ -6,6 +6,7 @@ import pytest
 
 from config import ConfigError, ScalingLimit, load_settings
 from tests.conftest import TEST_SECRETS, SettingsFactory
+from tools.arguments import AcknowledgeArgs, CallOpsArgs, QueryLogsArgs
 
 
 def test_valid_settings_parse_registry_and_limits(make_settings: SettingsFactory) -> None:
@@ -152,3 +153,16 @@ def test_load_settings_without_environment_lists_required_variables(
         "SRE_PROMPT_PATH",
     ):
         assert f"{name}:" in str(info.value)
+
+
+def test_word_values_are_read_in_any_case(make_settings: SettingsFactory) -> None:
+    settings = make_settings(agent_mode=" SHADOW ", cloud_provider="None", log_level="warning")
+    assert (settings.agent_mode, settings.cloud_provider, settings.log_level) == (
+        "shadow",
+        "none",
+        "WARNING",
+    )
+    call = CallOpsArgs.model_validate({"service": "api", "endpoint": "status", "method": " post"})
+    assert call.method == "POST"
+    assert AcknowledgeArgs.model_validate({"action": "Resolve"}).action == "resolve"
+    assert QueryLogsArgs.model_validate({"service": "api", "severity": "error"}).severity == "ERROR"

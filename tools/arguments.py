@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from config import LowerCase, UpperCase
 
 ServiceName = Annotated[
     str,
@@ -35,7 +37,7 @@ class CallOpsArgs(ToolArguments):
         "/ops/errors, /ops/dependencies, /ops/config, /ops/health; a bare 'status' means "
         "/ops/status. Path only: no host, query string or '..'.",
     )
-    method: Literal["GET", "POST"] = Field(
+    method: Annotated[Literal["GET", "POST"], UpperCase] = Field(
         default="GET",
         description="GET to read (default). POST only for a remediation the service offers, "
         "e.g. /ops/restart or /ops/cache/clear.",
@@ -43,11 +45,6 @@ class CallOpsArgs(ToolArguments):
     body: dict[str, Any] | None = Field(
         default=None, description="JSON object to send with POST; omit for GET."
     )
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
 
 
 class QueryLogsArgs(ToolArguments):
@@ -57,16 +54,11 @@ class QueryLogsArgs(ToolArguments):
         max_length=2000,
         description="Optional free text to search for in log messages (always matched as text).",
     )
-    severity: LogSeverity | None = Field(
+    severity: Annotated[LogSeverity | None, UpperCase] = Field(
         default=None, description="Optional minimum severity, e.g. ERROR."
     )
     minutes: int = Field(default=30, ge=1, le=10080, description="How far back to look.")
     limit: int = Field(default=50, ge=1, le=500, description="Maximum entries to return.")
-
-    @field_validator("severity", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
 
 
 class QueryMetricsArgs(ToolArguments):
@@ -108,17 +100,12 @@ class EscalateArgs(ToolArguments):
 
 
 class AcknowledgeArgs(ToolArguments):
-    action: Literal["acknowledge", "resolve"] = Field(
+    action: Annotated[Literal["acknowledge", "resolve"], LowerCase] = Field(
         description="acknowledge: a human need not act yet; resolve: the incident is over."
     )
     note: str | None = Field(
         default=None, max_length=2000, description="Optional reason, kept in the audit trail."
     )
-
-    @field_validator("action", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
 
 
 class ReportArgs(ToolArguments):

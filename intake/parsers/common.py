@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ValidationError
@@ -293,8 +293,3 @@ def from_iso(value: object) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
         return None
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """`value` when it is a dict, else an empty one (for optional nested maps)."""
-    return value if isinstance(value, dict) else {}
