@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 import telemetry
 from config import Settings
+from intake.sanitize import cut
 from tools.cloud import CloudTools, NotConfiguredCloud
 from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
@@ -58,14 +59,6 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "arguments"
         problems.append(f"{where}: {error['msg']}")
     return "; ".join(problems)
-
-
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, its head kept and the cut announced."""
-    if len(text) <= limit:
-        return text
-    keep = limit - len(f"…[truncated {len(text)} chars]")
-    return f"{text[:keep]}…[truncated {len(text) - keep} chars]"
 
 
 def _dumps(value: Any) -> str:
@@ -182,4 +175,4 @@ class ToolExecutor:
         return outcome
 
     def _cut(self, text: str) -> str:
-        return truncate(text, self._settings.tool_output_max_chars)
+        return cut(text, self._settings.tool_output_max_chars)
