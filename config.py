@@ -219,6 +219,8 @@ class Settings(BaseSettings):
     agent_timeout_seconds: PositiveFloat = 300
     agent_mode: Annotated[Literal["live", "shadow"], LowerCase] = "live"
     tool_output_max_chars: Annotated[int, Field(ge=200)] = 8000
+    max_tool_calls_per_turn: PositiveInt = 16
+    pagerduty_max_events_per_minute: PositiveInt = 60
     webhook_max_body_bytes: PositiveInt = 1_048_576
     shutdown_grace_seconds: NonNegativeFloat = 30
     ops_timeout_seconds: PositiveFloat = 10

@@ -12,34 +12,36 @@ locals {
 
   # Every non-secret CONTRACT §2 variable, as the container sees it.
   plain_env = {
-    LLM_MODEL                      = var.llm_model
-    LLM_API_BASE_URL               = var.llm_api_base_url
-    PAGERDUTY_ESCALATION_POLICY_ID = var.pagerduty_escalation_policy_id
-    PAGERDUTY_FROM_EMAIL           = var.pagerduty_from_email
-    PAGERDUTY_EVENTS_URL           = var.pagerduty_events_url
-    PAGERDUTY_API_URL              = var.pagerduty_api_url
-    SERVICE_REGISTRY               = var.service_registry
-    SCALING_LIMITS                 = var.scaling_limits
-    SRE_PROMPT_PATH                = var.sre_prompt_path
-    INCIDENTS_DIR                  = var.incidents_dir
-    MAX_CONCURRENT_ALERTS          = tostring(var.max_concurrent_alerts)
-    ALERT_QUEUE_TTL_SECONDS        = tostring(var.alert_queue_ttl_seconds)
-    MAX_QUEUE_SIZE                 = tostring(var.max_queue_size)
-    DEDUP_WINDOW_SECONDS           = tostring(var.dedup_window_seconds)
-    MAX_TOKENS_PER_INCIDENT        = tostring(var.max_tokens_per_incident)
-    MAX_TOKENS_PER_HOUR            = tostring(var.max_tokens_per_hour)
-    AGENT_MAX_TURNS                = tostring(var.agent_max_turns)
-    AGENT_TIMEOUT_SECONDS          = tostring(var.agent_timeout_seconds)
-    AGENT_MODE                     = var.agent_mode
-    TOOL_OUTPUT_MAX_CHARS          = tostring(var.tool_output_max_chars)
-    WEBHOOK_MAX_BODY_BYTES         = tostring(var.webhook_max_body_bytes)
-    SHUTDOWN_GRACE_SECONDS         = tostring(var.shutdown_grace_seconds)
-    CLOUD_PROVIDER                 = var.cloud_provider
-    OPS_TIMEOUT_SECONDS            = tostring(var.ops_timeout_seconds)
-    GCP_PROJECT_ID                 = var.gcp_project_id != "" ? var.gcp_project_id : (var.cloud_provider == "gcp" ? var.project_id : "")
-    GCP_LOGGING_URL                = var.gcp_logging_url
-    GCP_MONITORING_URL             = var.gcp_monitoring_url
-    LOG_LEVEL                      = upper(var.log_level)
+    LLM_MODEL                       = var.llm_model
+    LLM_API_BASE_URL                = var.llm_api_base_url
+    PAGERDUTY_ESCALATION_POLICY_ID  = var.pagerduty_escalation_policy_id
+    PAGERDUTY_FROM_EMAIL            = var.pagerduty_from_email
+    PAGERDUTY_EVENTS_URL            = var.pagerduty_events_url
+    PAGERDUTY_API_URL               = var.pagerduty_api_url
+    SERVICE_REGISTRY                = var.service_registry
+    SCALING_LIMITS                  = var.scaling_limits
+    SRE_PROMPT_PATH                 = var.sre_prompt_path
+    INCIDENTS_DIR                   = var.incidents_dir
+    MAX_CONCURRENT_ALERTS           = tostring(var.max_concurrent_alerts)
+    ALERT_QUEUE_TTL_SECONDS         = tostring(var.alert_queue_ttl_seconds)
+    MAX_QUEUE_SIZE                  = tostring(var.max_queue_size)
+    DEDUP_WINDOW_SECONDS            = tostring(var.dedup_window_seconds)
+    MAX_TOKENS_PER_INCIDENT         = tostring(var.max_tokens_per_incident)
+    MAX_TOKENS_PER_HOUR             = tostring(var.max_tokens_per_hour)
+    AGENT_MAX_TURNS                 = tostring(var.agent_max_turns)
+    AGENT_TIMEOUT_SECONDS           = tostring(var.agent_timeout_seconds)
+    AGENT_MODE                      = var.agent_mode
+    TOOL_OUTPUT_MAX_CHARS           = tostring(var.tool_output_max_chars)
+    MAX_TOOL_CALLS_PER_TURN         = tostring(var.max_tool_calls_per_turn)
+    PAGERDUTY_MAX_EVENTS_PER_MINUTE = tostring(var.pagerduty_max_events_per_minute)
+    WEBHOOK_MAX_BODY_BYTES          = tostring(var.webhook_max_body_bytes)
+    SHUTDOWN_GRACE_SECONDS          = tostring(var.shutdown_grace_seconds)
+    CLOUD_PROVIDER                  = var.cloud_provider
+    OPS_TIMEOUT_SECONDS             = tostring(var.ops_timeout_seconds)
+    GCP_PROJECT_ID                  = var.gcp_project_id != "" ? var.gcp_project_id : (var.cloud_provider == "gcp" ? var.project_id : "")
+    GCP_LOGGING_URL                 = var.gcp_logging_url
+    GCP_MONITORING_URL              = var.gcp_monitoring_url
+    LOG_LEVEL                       = upper(var.log_level)
   }
 
   # Read-only access for query_cloud_logs / query_cloud_metrics, granted only when those tools

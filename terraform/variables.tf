@@ -214,6 +214,18 @@ variable "tool_output_max_chars" {
   default     = 8000
 }
 
+variable "max_tool_calls_per_turn" {
+  description = "MAX_TOOL_CALLS_PER_TURN: tool calls beyond this in one model message are answered with an error, not run."
+  type        = number
+  default     = 16
+}
+
+variable "pagerduty_max_events_per_minute" {
+  description = "PAGERDUTY_MAX_EVENTS_PER_MINUTE: above this rate, escalations are coalesced into one storm incident."
+  type        = number
+  default     = 60
+}
+
 variable "webhook_max_body_bytes" {
   description = "WEBHOOK_MAX_BODY_BYTES: larger webhook bodies get 413."
   type        = number

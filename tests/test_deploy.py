@@ -32,6 +32,18 @@ SECRET_ENV = {
     "OPS_AUTH_TOKEN": "ops-auth-token",
     "PAGERDUTY_ROUTING_KEY": "pagerduty-routing-key",
 }
+# Contract variables of capabilities still open as issues (occurrences, PostgreSQL, approvals
+# and the console): each moves into CONTRACT_DEFAULTS with the change that builds it.
+NOT_YET_BUILT = {
+    "RESOLVE_GRACE_SECONDS",
+    "PAGERDUTY_AUTO_RESOLVE",
+    "STATE_BACKEND",
+    "DATABASE_URL",
+    "RUN_LEASE_SECONDS",
+    "APPROVAL_TIMEOUT_SECONDS",
+    "PUBLIC_URL",
+    "CONSOLE_IDENTITY_HEADER",
+}
 CONTRACT_DEFAULTS: dict[str, str | None] = {
     "LLM_MODEL": "gpt-4o",
     "LLM_API_BASE_URL": "https://models.inference.ai.azure.com",
@@ -54,6 +66,8 @@ CONTRACT_DEFAULTS: dict[str, str | None] = {
     "AGENT_TIMEOUT_SECONDS": "300",
     "AGENT_MODE": "live",
     "TOOL_OUTPUT_MAX_CHARS": "8000",
+    "MAX_TOOL_CALLS_PER_TURN": "16",
+    "PAGERDUTY_MAX_EVENTS_PER_MINUTE": "60",
     "WEBHOOK_MAX_BODY_BYTES": "1048576",
     "SHUTDOWN_GRACE_SECONDS": "30",
     "CLOUD_PROVIDER": "none",
@@ -334,7 +348,7 @@ def test_contract_table_matches_this_test() -> None:
         pytest.skip("shared/CONTRACT.md is not beside the repository")
     section = CONTRACT_MD.read_text().split("## 2.")[1].split("## 3.")[0]
     names = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", section, flags=re.M))
-    assert names == set(CONTRACT_DEFAULTS) | set(SECRET_ENV)
+    assert names == set(CONTRACT_DEFAULTS) | set(SECRET_ENV) | NOT_YET_BUILT
 
 
 def test_env_example_documents_every_contract_variable() -> None:
