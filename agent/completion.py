@@ -3,12 +3,23 @@
 The SDK's own response models are built by a recursive, pure-Python `construct` that was
 the largest remaining share of a turn's overhead; the loop needs five fields. Lenient on
 purpose: providers omit fields (Azure drops `object` and `model`) and add others.
+
+It is also where the model's output first becomes values, so the bounds of CONTRACT §4 are
+applied here, once: text (`content`, `refusal`) is cleaned and cut to `MAX_TEXT_CHARS` with a
+marker, tool-call ids and names to `MAX_NAME_CHARS`, and a message nested deeper than
+`MAX_DEPTH` levels becomes `Unreadable` instead of a `Message`. Tool-call arguments stay the
+model's exact string: the tool executor bounds, decodes and judges them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from intake.sanitize import MAX_DEPTH, safe, too_deep
+
+MAX_TEXT_CHARS = 64 * 1024  # "64 KiB per message", counted in characters like every cut
+MAX_NAME_CHARS = 256  # a tool call's id or function name; real ones are under 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,21 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A model answer the runtime refuses to read because it is nested too deeply (or too
+    deeply to decode at all). The run does not fail: the loop tells the model `reason` and
+    goes on to the next turn."""
+
+    reason: str
+
+
+TOO_DEEP = Unreadable(
+    f"your last message was nested deeper than {MAX_DEPTH} levels and was not read; "
+    "answer again with plain text, or tool calls whose arguments are flat JSON objects"
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -40,7 +66,8 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    message: Message | None  # the first choice's message; None when there is no choice
+    # The first choice's message; None when there is no choice.
+    message: Message | Unreadable | None
     usage: Usage | None
 
 
@@ -51,9 +78,13 @@ def parse_completion(data: Any) -> Completion:
     first = choices[0] if isinstance(choices, list) and choices else None
     raw_message = first.get("message") if isinstance(first, dict) else None
     return Completion(
-        message=_message(raw_message) if isinstance(raw_message, dict) else None,
+        message=_read(raw_message) if isinstance(raw_message, dict) else None,
         usage=_usage(body.get("usage")),
     )
+
+
+def _read(raw: dict[str, Any]) -> Message | Unreadable:
+    return TOO_DEEP if too_deep(raw) else _message(raw)
 
 
 def _message(raw: dict[str, Any]) -> Message:
@@ -70,12 +101,12 @@ def _message(raw: dict[str, Any]) -> Message:
 def _tool_call(raw: dict[str, Any]) -> ToolCall:
     function = raw.get("function")
     parsed = (
-        FunctionCall(name=str(function.get("name", "")), arguments=_arguments(function))
+        FunctionCall(name=_name(function.get("name", "")), arguments=_arguments(function))
         if isinstance(function, dict)
         else None
     )
     return ToolCall(
-        id=str(raw.get("id", "")), type=str(raw.get("type", "function")), function=parsed
+        id=_name(raw.get("id", "")), type=_name(raw.get("type", "function")), function=parsed
     )
 
 
@@ -85,7 +116,11 @@ def _arguments(function: dict[str, Any]) -> str:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return safe(value, MAX_TEXT_CHARS) if isinstance(value, str) else None
+
+
+def _name(value: Any) -> str:
+    return safe(str(value), MAX_NAME_CHARS)
 
 
 def _usage(raw: Any) -> Usage | None:

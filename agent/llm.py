@@ -20,7 +20,7 @@ import httpx
 import openai
 from openai import RequestOptions
 
-from agent.completion import Completion, parse_completion
+from agent.completion import TOO_DEEP, Completion, parse_completion
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,12 @@ class LLM:
         """POST /chat/completions through the SDK's raw `post`: the same client, auth and
         error translation as `chat.completions.create`, without its per-call walk of every
         message and tool schema against the typed parameters, nor its recursive response
-        models (together most of a turn's overhead; see agent/completion.py)."""
+        models (together most of a turn's overhead; see agent/completion.py).
+
+        A body nested too deeply for the JSON decoder (it raises `RecursionError` near 1,000
+        levels) is the model's answer nested deeper than the contract's 64 levels: it comes
+        back as an `Unreadable` message the loop answers, not as an error that ends the run.
+        """
         remaining = max(1.0, deadline - self._clock())
         body: dict[str, Any] = {"model": self._model, "messages": messages}
         if tools:
@@ -115,6 +120,8 @@ class LLM:
         )
         try:
             return parse_completion(response.json())
+        except RecursionError:
+            return Completion(message=TOO_DEEP, usage=None)
         except ValueError:
             raise LLMError("bad_response", "the LLM API answered with invalid JSON") from None
 

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from agent import prompt
-from agent.completion import Completion, Message, ToolCall
+from agent.completion import Completion, Message, ToolCall, Unreadable
 from agent.llm import LLM, LLMError
 from agent.report import ReportInput, ReportWriter
 from config import Settings
 from intake import AlertRecord
+from intake.sanitize import cut
 from models import AlertStatus, ToolCallRecord
 from state import DEP_LLM, DEP_PAGERDUTY
 from telemetry import SPAN_AGENT_TURN
@@ -37,11 +38,16 @@ from tools import (
     ToolOutcome,
     default_report_name,
 )
+from tools.executor import MAX_ARGUMENT_CHARS, ArgumentsError, decode_arguments
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 ESCALATION_SECONDS = 60.0  # a runtime escalation gets its own deadline: the run's may be spent
+# Of the (at most MAX_TOOL_CALLS_PER_TURN) calls of one message, this many run at once: the
+# model's parallelism must not become a burst against one service or the event loop.
+MAX_PARALLEL_TOOLS = 8
+RECORDED_ARGUMENT_CHARS = 4096  # arguments kept in the record when they cannot be decoded
 
 
 class RunObserver(Protocol):
@@ -177,9 +183,17 @@ class Agent:
         *,
         final: bool,
     ) -> RunEnd | None:
-        """One turn: notices, completion, then the tool calls. None: go on."""
+        """One turn: notices, completion, then the tool calls. None: go on.
+
+        An answer nested too deeply to be read (`Unreadable`) does not fail the run: the
+        turn counts, the model gets a user message `{"error": ...}` saying why, and the
+        next turn asks it again (on the last turn, the run ends on `max_turns`).
+        """
         self._deliver_notices(record, messages, nonce)
         message = await self._complete(record, ctx, messages, final=final)
+        if isinstance(message, Unreadable):
+            messages.append({"role": "user", "content": json.dumps({"error": message.reason})})
+            return None
         messages.append(_assistant(message))
         if not message.tool_calls:
             return RunEnd(None, message.content or message.refusal, self._over_budget(record))
@@ -193,7 +207,7 @@ class Agent:
 
     async def _complete(
         self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
-    ) -> Message:
+    ) -> Message | Unreadable:
         tools = None if final else self._tools.definitions()
         started = time.perf_counter()
         completion = await self._llm.complete(
@@ -204,6 +218,9 @@ class Agent:
         self._account(record, completion)
         if completion.message is None:
             raise LLMError("empty_response", "the LLM API returned no choices")
+        if isinstance(completion.message, Unreadable):
+            logger.warning("agent turn %d: answer not read: nested too deeply", record.turns)
+            return completion.message
         logger.info(
             "agent turn %d: %d tool call(s)",
             record.turns,
@@ -239,31 +256,53 @@ class Agent:
     async def _run_tools(
         self, record: AlertRecord, ctx: RunContext, message: Message, turn: int
     ) -> list[ToolOutcome]:
-        """All calls of one message at once; results (and records) in the order of the calls."""
-        calls = message.tool_calls
+        """The message's first MAX_TOOL_CALLS_PER_TURN calls, MAX_PARALLEL_TOOLS at a time;
+        every later call is not run and gets an error result saying so.
+
+        One outcome (and one record) per call, in the order of the calls: the API wants an
+        answer to every call id.
+        """
+        limit = self._settings.max_tool_calls_per_turn
+        allowed, refused = message.tool_calls[:limit], message.tool_calls[limit:]
+        gate = asyncio.Semaphore(MAX_PARALLEL_TOOLS)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._run_tool(call, ctx, turn)) for call in calls]
+            tasks = [group.create_task(self._run_tool(call, ctx, turn, gate)) for call in allowed]
         results = [task.result() for task in tasks]
+        if refused:
+            logger.warning(
+                "agent turn %d: %d tool call(s) over MAX_TOOL_CALLS_PER_TURN=%d not run",
+                turn,
+                len(refused),
+                limit,
+            )
+            outcome = _over_limit(limit)
+            results += [(outcome, self._entry(call, turn, outcome, 0.0)) for call in refused]
         record.tool_calls.extend(entry for _, entry in results)
         return [outcome for outcome, _ in results]
 
     async def _run_tool(
-        self, call: ToolCall, ctx: RunContext, turn: int
+        self, call: ToolCall, ctx: RunContext, turn: int, gate: asyncio.Semaphore
     ) -> tuple[ToolOutcome, ToolCallRecord]:
         name, arguments = _function_of(call)
-        started = time.perf_counter()
-        outcome = await self._tools.execute(name, arguments, ctx)
-        duration_ms = (time.perf_counter() - started) * 1000
-        logger.info("tool %s ok=%s in %.0f ms", name, outcome.ok, duration_ms)
-        entry = ToolCallRecord(
+        async with gate:
+            started = time.perf_counter()
+            outcome = await self._tools.execute(name, arguments, ctx)
+            duration_ms = (time.perf_counter() - started) * 1000
+        logger.info("tool %s ok=%s in %.0f ms", name[:64], outcome.ok, duration_ms)
+        return outcome, self._entry(call, turn, outcome, duration_ms)
+
+    def _entry(
+        self, call: ToolCall, turn: int, outcome: ToolOutcome, duration_ms: float
+    ) -> ToolCallRecord:
+        name, arguments = _function_of(call)
+        return ToolCallRecord(
             turn=turn,
             name=name,
-            arguments=_parsed(self._redactor.redact(arguments)),
+            arguments=_recorded(self._redactor.redact(arguments)),
             duration_ms=round(duration_ms, 1),
             ok=outcome.ok,
             error=outcome.error,
         )
-        return outcome, entry
 
     # -- endings ----------------------------------------------------------------------------
 
@@ -335,15 +374,27 @@ def findings(record: AlertRecord, final_text: str | None) -> str:
 def _assistant(message: Message) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": "assistant", "content": message.content}
     if message.tool_calls:
-        entry["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": _function_of(call)[0], "arguments": _function_of(call)[1]},
-            }
-            for call in message.tool_calls
-        ]
+        entry["tool_calls"] = [_echoed(call) for call in message.tool_calls]
     return entry
+
+
+def _echoed(call: ToolCall) -> dict[str, Any]:
+    """A call as the history keeps it. Arguments over MAX_ARGUMENT_CHARS (refused unread)
+    become a short valid JSON note: re-sending them every turn would grow each request by
+    their size, and a provider may reject a call whose arguments are not JSON."""
+    name, arguments = _function_of(call)
+    if len(arguments) > MAX_ARGUMENT_CHARS:
+        note = f"{len(arguments)} characters of arguments, over the limit of {MAX_ARGUMENT_CHARS}"
+        arguments = json.dumps({"omitted": note})
+    return {"id": call.id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _over_limit(limit: int) -> ToolOutcome:
+    error = (
+        f"not run: a message may make at most {limit} tool calls (MAX_TOOL_CALLS_PER_TURN); "
+        "make this one again if still needed"
+    )
+    return ToolOutcome(json.dumps({"error": error}), ok=False, error=error, write=False)
 
 
 def _tool_messages(
@@ -366,11 +417,14 @@ def _function_of(call: ToolCall) -> tuple[str, str]:
     return call.function.name, call.function.arguments
 
 
-def _parsed(arguments: str) -> Any:
+def _recorded(arguments: str) -> Any:
+    """Arguments as the record keeps them: decoded, or (cut) as sent when the model's text
+    is not JSON within the bounds."""
     try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
+        decoded = decode_arguments(arguments)
+    except ArgumentsError:
+        return cut(arguments, RECORDED_ARGUMENT_CHARS)
+    return arguments if decoded is None else decoded
 
 
 def _last_text(messages: list[dict[str, Any]]) -> str | None:

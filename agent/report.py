@@ -1,7 +1,10 @@
 """Incident reports (CONTRACT §5): rendered, redacted, written, and logged as one JSON line.
 
 Whatever the model wrote comes first; the runtime's own sections follow, so a report is
-complete even when the model wrote nothing or the run was cut off.
+complete even when the model wrote nothing or the run was cut off. The model's part is at
+most 64 KiB (its text and tool arguments are bounded where they are read); the whole report,
+after redaction, is cut to 256 KiB with a marker, the same text in the file and in the log
+line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from intake import AlertRecord
 from tools import EscalationResult, Redactor, default_report_name, write_report
+from tools.reports import capped
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +170,7 @@ class ReportWriter:
 
     async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
         name = filename or default_report_name(record.alert, datetime.now(UTC))
-        text = self._redactor.redact(render(record, report))
+        text = capped(self._redactor.redact(render(record, report)))  # the log line's too
         await asyncio.to_thread(write_report, self._directory, name, text)
         record.report_file = name
         record.outcome = report.outcome

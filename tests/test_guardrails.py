@@ -18,7 +18,7 @@ from tools.guardrails import (
     normalize_endpoint,
     resolve_service,
 )
-from tools.reports import default_report_name, report_path, write_report
+from tools.reports import MAX_REPORT_CHARS, default_report_name, report_path, write_report
 
 HOSTILE_ENDPOINTS = [
     ("../admin", "'..'"),
@@ -198,3 +198,12 @@ def test_report_is_written_atomically_leaving_no_temp_file(tmp_path: Path) -> No
     path = write_report(tmp_path, "r.md", "two")
     assert path.read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]
+
+
+def test_report_is_capped_at_256_kib_with_a_marker(tmp_path: Path) -> None:
+    path = write_report(tmp_path, "r.md", "# Title\n" + "w" * 1_000_000)
+    written = path.read_text()
+    assert len(written) <= MAX_REPORT_CHARS == 256 * 1024
+    assert written.startswith("# Title\nwww")
+    assert written.endswith(" chars]")
+    assert "…[truncated " in written

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from agent.completion import TOO_DEEP
 from agent.llm import LLM, LLMError
 
 DATA = Path(__file__).parent / "data" / "openai"
@@ -30,6 +31,8 @@ class Script:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         status, body, headers = self.answers.pop(0)
+        if isinstance(body, bytes):  # a body the test wrote by hand, e.g. too deep to encode
+            return httpx.Response(status, content=body, headers=headers)
         return httpx.Response(status, json=body, headers=headers)
 
 
@@ -160,3 +163,26 @@ async def test_connection_failure_is_retried() -> None:
     await complete(llm)
     assert calls == 2
     assert len(slept) == 1
+
+
+def deep_body(levels: int) -> bytes:
+    content = b"[" * levels + b"]" * levels
+    return b'{"choices": [{"message": {"role": "assistant", "content": ' + content + b"}}]}"
+
+
+async def test_answer_too_deep_to_decode_is_unreadable_not_an_error() -> None:
+    slept: list[float] = []
+    script = Script((200, deep_body(100_000), {"content-type": "application/json"}))
+    completion = await complete(make_llm(script, slept))
+    assert completion.message is TOO_DEEP
+    assert completion.usage is None
+    assert len(script.requests) == 1
+    assert slept == []
+
+
+async def test_error_body_too_deep_to_decode_is_still_an_llm_error() -> None:
+    script = Script(*[(500, deep_body(100_000), {})] * 4)
+    with pytest.raises(LLMError) as failed:
+        await complete(make_llm(script, []))
+    assert failed.value.status == 500
+    assert len(script.requests) == 4

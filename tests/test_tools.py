@@ -288,6 +288,46 @@ async def test_bad_arguments_are_an_error_and_the_tool_is_not_called(
     assert world.sent == []
 
 
+def nested(depth: int) -> str:
+    """Arguments whose `body` nests `depth` more levels below the top-level object."""
+    return (
+        '{"service": "worker", "endpoint": "/ops/restart", "method": "POST", "body": '
+        + "[" * depth
+        + "]" * depth
+        + "}"
+    )
+
+
+@pytest.mark.parametrize("depth", [64, 999, 30_000])
+async def test_arguments_nested_deeper_than_64_levels_are_an_error_not_a_crash(
+    world: World, depth: int
+) -> None:
+    outcome = await world.executor().execute("call_ops_endpoint", nested(depth), run_context())
+    assert not outcome.ok
+    assert outcome.error == "arguments for call_ops_endpoint are nested deeper than 64 levels"
+    assert body_of(outcome) == {"error": outcome.error}
+    assert world.sent == []
+
+
+def test_arguments_nested_exactly_64_levels_are_decoded() -> None:
+    decoded = tools.executor.decode_arguments('{"a": ' + "[" * 63 + "]" * 63 + "}")
+    assert isinstance(decoded, dict)
+    with pytest.raises(tools.executor.ArgumentsError, match="nested deeper than 64 levels"):
+        tools.executor.decode_arguments('{"a": ' + "[" * 64 + "]" * 64 + "}")
+
+
+async def test_arguments_longer_than_the_bound_are_an_error_without_parsing(
+    world: World,
+) -> None:
+    arguments = json.dumps({"service": "worker", "endpoint": "status", "pad": "x" * 70_000})
+    outcome = await world.executor().execute("call_ops_endpoint", arguments, run_context())
+    assert outcome.error == (
+        f"arguments for call_ops_endpoint are {len(arguments)} characters long; "
+        f"at most {tools.executor.MAX_ARGUMENT_CHARS} are accepted"
+    )
+    assert world.sent == []
+
+
 async def test_unknown_tool_is_an_error_listing_the_tools(world: World) -> None:
     outcome = await world.executor().execute("run_shell", '{"cmd": "rm -rf /"}', run_context())
     assert outcome.error == f"unknown tool 'run_shell'; available tools: {', '.join(TOOL_NAMES)}"
@@ -543,14 +583,29 @@ async def test_report_filename_traversal_is_refused_and_nothing_written(
     assert list(world.settings().incidents_dir.iterdir()) == []
 
 
-async def test_report_content_is_redacted_and_capped(world: World) -> None:
+async def test_report_content_is_redacted(world: World) -> None:
     ctx = run_context()
-    content = f"token {OPS_TOKEN}\n" + "y" * 300_000
+    content = f"token {OPS_TOKEN}\n" + "y" * 60_000
     outcome = await call(world.executor(), ctx, "write_incident_report", content=content)
+    assert outcome.ok
     assert ctx.report_content is not None
     assert OPS_TOKEN not in ctx.report_content
-    assert len(ctx.report_content) == 200_000
-    assert "truncated" in body_of(outcome)
+    assert ctx.report_content.endswith("y" * 60_000)
+
+
+async def test_report_content_over_the_argument_bound_is_refused_and_nothing_written(
+    world: World,
+) -> None:
+    ctx = run_context()
+    content = "y" * 300_000
+    outcome = await call(world.executor(), ctx, "write_incident_report", content=content)
+    assert not outcome.ok
+    assert outcome.error is not None
+    assert f"at most {tools.executor.MAX_ARGUMENT_CHARS} are accepted" in outcome.error
+    assert ctx.report_content is None
+    assert not world.settings().incidents_dir.exists() or not any(
+        world.settings().incidents_dir.iterdir()
+    )
 
 
 # --- cloud tools and the executor boundary -----------------------------------------------

@@ -4,6 +4,10 @@
 arguments, guardrail refusals and downstream failures all come back as an
 `{"error": ...}` result the model can read. Every result is JSON, redacted, then cut to
 TOOL_OUTPUT_MAX_CHARS (redaction first, so a cut never leaves part of a secret).
+
+Arguments are bounded before anything else looks at them (CONTRACT §4): longer than
+`MAX_ARGUMENT_CHARS`, or nested deeper than `MAX_DEPTH` levels, is an error result, never
+a parse that could exhaust memory or the stack.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 import telemetry
 from config import Settings
-from intake.sanitize import cut
+from intake.sanitize import MAX_DEPTH, cut, too_deep
 from tools.cloud import CloudTools, NotConfiguredCloud
 from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
@@ -33,18 +37,40 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 CACHED_NOTE = "identical call already made in this run; this is its first result"
+# The contract's 64 KiB of model text per message, in characters; a report written through
+# write_incident_report is part of it (no model writes a longer one in one answer).
+MAX_ARGUMENT_CHARS = 64 * 1024
 
 
 class ArgumentsError(Exception):
     """The model's arguments could not be parsed or validated."""
 
 
+def decode_arguments(arguments: str) -> Any:
+    """The decoded JSON of a tool call's arguments (None when blank), within the bounds;
+    `ArgumentsError` otherwise, its message completing "arguments ..."."""
+    if len(arguments) > MAX_ARGUMENT_CHARS:
+        raise ArgumentsError(
+            f"are {len(arguments)} characters long; at most {MAX_ARGUMENT_CHARS} are accepted"
+        )
+    deep = f"are nested deeper than {MAX_DEPTH} levels"
+    try:
+        raw = json.loads(arguments) if arguments.strip() else None
+    except RecursionError:  # the decoder gives up near 1,000 levels
+        raise ArgumentsError(deep) from None
+    except ValueError as exc:
+        raise ArgumentsError(f"are not valid JSON: {exc}") from None
+    if too_deep(raw):
+        raise ArgumentsError(deep)
+    return raw
+
+
 def parse_arguments(tool: Tool, arguments: str) -> BaseModel:
     """Validated arguments, or `ArgumentsError` with a message naming each bad field."""
     try:
-        raw = json.loads(arguments) if arguments.strip() else None
-    except ValueError as exc:
-        raise ArgumentsError(f"arguments for {tool.name} are not valid JSON: {exc}") from None
+        raw = decode_arguments(arguments)
+    except ArgumentsError as exc:
+        raise ArgumentsError(f"arguments for {tool.name} {exc}") from None
     if not isinstance(raw, dict):
         raise ArgumentsError(f"arguments for {tool.name} must be a JSON object")
     try:

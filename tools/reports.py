@@ -1,7 +1,8 @@
 """Incident report files: the default name and the atomic write into INCIDENTS_DIR.
 
 The runtime uses both too (it rewrites the same file with its own sections appended), so
-the naming rule lives in exactly one place.
+the naming rule and the size cap (CONTRACT §4: a report is cut to 256 KiB with a marker)
+live in exactly one place.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from intake.sanitize import cut
 from models import Alert
 from tools.errors import Refused
+
+MAX_REPORT_CHARS = 256 * 1024  # "256 KiB", counted in characters like every cut
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]|\.{2,}")
 
@@ -40,12 +44,19 @@ def report_path(directory: Path, filename: str) -> Path:
     return target
 
 
+def capped(report: str) -> str:
+    """`report` cut to `MAX_REPORT_CHARS`, its head kept and the cut announced."""
+    return cut(report, MAX_REPORT_CHARS)
+
+
 def write_report(directory: Path, filename: str, content: str) -> Path:
-    """Write `content` to `directory/filename` atomically (temp file + os.replace).
+    """Write `content`, `capped`, to `directory/filename` atomically (temp file +
+    os.replace).
 
     Readers see the old report or the new one, never half of one. Blocking: call it
     through `asyncio.to_thread` from async code.
     """
+    content = capped(content)
     target = report_path(directory, filename)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".md")
     try:

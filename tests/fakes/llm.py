@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
@@ -40,6 +40,7 @@ class Step:
     prompt_tokens: int = 100
     completion_tokens: int = 20
     hold: asyncio.Event | None = None  # the answer waits until the test sets it
+    raw: bytes | None = None  # served as the whole 200 body, as is (JSON too deep to encode)
 
 
 def tools(*calls: Call, **kw: Any) -> Step:
@@ -48,6 +49,16 @@ def tools(*calls: Call, **kw: Any) -> Step:
 
 def say(text: str, **kw: Any) -> Step:
     return Step(text=text, **kw)
+
+
+def verbatim(body: bytes, **kw: Any) -> Step:
+    return Step(raw=body, **kw)
+
+
+def deep_answer(levels: int) -> bytes:
+    """A 200 body whose message content nests `levels` lists (no usage block)."""
+    message = b'{"role": "assistant", "content": ' + b"[" * levels + b"]" * levels + b"}"
+    return b'{"choices": [{"index": 0, "message": ' + message + b', "finish_reason": "stop"}]}'
 
 
 def fail(status: int, code: str | None = None, *, message: str = "fake error", **kw: Any) -> Step:
@@ -79,7 +90,7 @@ class FakeLLM:
         ]
         return Starlette(routes=routes)
 
-    async def _complete(self, request: Request) -> JSONResponse:
+    async def _complete(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
@@ -89,6 +100,8 @@ class FakeLLM:
             await step.hold.wait()
         if step.status != 200:
             return JSONResponse(step.error, status_code=step.status, headers=step.headers)
+        if step.raw is not None:
+            return Response(step.raw, media_type="application/json", headers=step.headers)
         self.usage_served["prompt_tokens"] += step.prompt_tokens
         self.usage_served["completion_tokens"] += step.completion_tokens
         return JSONResponse(self._completion(body, step), headers=step.headers)
