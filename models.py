@@ -162,11 +162,23 @@ class AlertSummary(BaseModel):
 
 
 class AlertList(BaseModel):
-    """Body of `GET /alerts`."""
+    """Body of `GET /alerts`: one page of the queue, with what runs and has just finished.
 
-    running: list[AlertSummary]
-    queued: list[AlertSummary]
+    `limit` caps each list. `next_cursor` pages over `queued`, the one long list; `running`
+    (at most MAX_CONCURRENT_ALERTS) and `recent` (at most 100) are the current ones on every
+    page.
+    """
+
+    running: list[AlertSummary] = Field(description="Alerts running now, in start order.")
+    queued: list[AlertSummary] = Field(
+        description="One page of the queue, in queue order: best priority, then oldest."
+    )
     recent: list[AlertSummary] = Field(description="The last 100 finished alerts, newest first.")
+    next_cursor: str | None = Field(
+        description="Pass as `?cursor=` for the queued alerts after this page; null on the "
+        "last page. Opaque. It stays valid while alerts come and go: one queued meanwhile "
+        "shows up on a later page if it sorts after the cursor."
+    )
 
 
 class AlertDetail(BaseModel):

@@ -11,7 +11,11 @@ Data layout (O(log n) per operation, no scan of the whole queue):
 - `ready`: a heap of the head entry of every *free* service with queued work, and
   `offered[service]`, the one entry of that service in `ready` that still counts (an entry
   superseded by a better or newer head is dropped when popped, so each push is popped once);
-- `fifo`: queued entries in arrival order, for TTL expiry from the front.
+- `fifo`: queued entries in arrival order, for TTL expiry from the front;
+- `lines[priority]`: queued entries of each priority in arrival order: read one after the
+  other they are the queue order, sorted by `order`, so `queued_page` finds where a page
+  starts by bisection and reads on from there (`GET /alerts?cursor=`); a line drops the
+  entries at its front as they leave the queue (`_Line`).
 Entries hold the record itself and are removed lazily: an entry is live while its record
 is QUEUED (and, in `ready`, while it is its service's offer); `_Active.compact` drops dead
 ones once they outnumber the live. Everything runs on one event loop, so no locks: no
@@ -31,9 +35,11 @@ to start its worker.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import contextvars
 import heapq
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -44,7 +50,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from intake.records import AlertRecord, SubmitOutcome
-from models import Alert, AlertState, AlertStatus
+from models import Alert, AlertState, AlertStatus, Priority
 from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
@@ -106,6 +112,41 @@ class _Counters:
 _Entry = tuple[int, AlertRecord]
 
 
+def _order_of(record: AlertRecord) -> int:
+    return record.order
+
+
+@dataclass(slots=True)
+class _Line:
+    """The queued records of one priority in arrival order, hence sorted by `order`.
+
+    Runs start from the front, so that is where entries die: `trim` moves `head` past the
+    dead ones there and drops them from the list once they are half of it (amortized O(1),
+    and never more dead entries kept at the front than live ones after them). Entries that
+    die further on stay until `compact`.
+    """
+
+    records: list[AlertRecord] = field(default_factory=list)
+    head: int = 0
+
+    def append(self, record: AlertRecord) -> None:
+        self.trim()
+        self.records.append(record)
+
+    def trim(self) -> None:
+        records, head = self.records, self.head
+        while head < len(records) and records[head].status is not AlertStatus.QUEUED:
+            head += 1
+        if head and head * 2 >= len(records):
+            del records[:head]
+            head = 0
+        self.head = head
+
+    def compact(self) -> None:
+        self.records = [r for r in self.records[self.head :] if r.status is AlertStatus.QUEUED]
+        self.head = 0
+
+
 @dataclass(slots=True)
 class _Active:
     """Queued and running records and the structures that order them."""
@@ -115,6 +156,9 @@ class _Active:
     ready: list[_Entry] = field(default_factory=list)
     offered: dict[str, AlertRecord] = field(default_factory=dict)
     fifo: deque[AlertRecord] = field(default_factory=deque)  # by `enqueued_at`
+    lines: dict[Priority, _Line] = field(
+        default_factory=lambda: {priority: _Line() for priority in Priority}  # P1 first
+    )
     busy: set[str] = field(default_factory=set)
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # id -> its worker
     parked: list[tuple[asyncio.Future[AlertRecord], asyncio.Task[None]]] = field(
@@ -146,6 +190,9 @@ class _Active:
                 if not heap:
                     del self.queues[service]
             self.heaped = sum(len(heap) for heap in self.queues.values())
+        if sum(len(line.records) for line in self.lines.values()) > bound:  # five lines
+            for line in self.lines.values():
+                line.compact()
 
 
 class Intake:
@@ -312,6 +359,7 @@ class Intake:
         heapq.heappush(heap, (record.order, record))
         active.heaped += 1
         active.fifo.append(record)
+        active.lines[record.priority].append(record)  # its `order` is the line's largest
         if not active.records:
             self._idle.clear()  # the first active record
         active.records[record.incident_id] = record
@@ -596,15 +644,52 @@ class Intake:
     def get(self, incident_id: str) -> AlertRecord | None:
         return self._active.records.get(incident_id) or self._history.get(incident_id)
 
+    def running_records(self) -> list[AlertRecord]:
+        """The records running now (at most `concurrency`), in the order they started."""
+        records = self._active.records
+        return [r for i in self._active.running if (r := records.get(i)) is not None]
+
+    def recent(self, limit: int = HISTORY_SIZE) -> list[AlertRecord]:
+        """The last `limit` finished records (at most `HISTORY_SIZE` are kept), newest first."""
+        return list(itertools.islice(reversed(self._history.values()), limit))
+
+    def queued_page(
+        self, *, limit: int, after: int | None = None
+    ) -> tuple[list[AlertRecord], int | None]:
+        """Up to `limit` queued records in queue order (best priority, then oldest): the
+        first ones, or those after the record whose `order` is `after`. Also returns the
+        `order` to ask for the next page with: None when no queued record follows.
+
+        Costs O(log n + limit + dead entries met): each line is bisected, then read from
+        there. Dead entries (of records that left the queue) are trimmed from the front of
+        each line, and `compact` keeps the others fewer than the live ones plus slack.
+        """
+        if limit < 1:
+            raise ValueError("a page holds at least one record")
+        page: list[AlertRecord] = []
+        for line in self._active.lines.values():
+            line.trim()
+            records, start = line.records, line.head
+            if start == len(records) or (after is not None and records[-1].order <= after):
+                continue
+            if after is not None:
+                start = bisect.bisect_right(records, after, lo=start, key=_order_of)
+            for i in range(start, len(records)):
+                record = records[i]
+                if record.status is AlertStatus.QUEUED:
+                    if len(page) == limit:
+                        return page, page[-1].order
+                    page.append(record)
+        return page, None
+
     def listing(self) -> dict[str, list[AlertRecord]]:
-        records = self._active.records.values()
+        """Everything at once: running, every queued record in queue order, the recent.
+        O(queue), for tests and tools; `GET /alerts` pages with `queued_page`."""
+        lines = self._active.lines.values()
         return {
-            "running": [r for r in records if r.status is AlertStatus.RUNNING],
-            "queued": sorted(
-                (r for r in records if r.status is AlertStatus.QUEUED),
-                key=lambda r: r.order,
-            ),
-            "recent": list(reversed(self._history.values())),
+            "running": self.running_records(),
+            "queued": [r for line in lines for r in line.records if r.status is AlertStatus.QUEUED],
+            "recent": self.recent(),
         }
 
     def counts(self) -> tuple[int, int]:

@@ -1,12 +1,20 @@
-"""`/alerts/*`: what intake holds and has recently finished, and each incident's report."""
+"""`/alerts/*`: what intake holds and has recently finished, and each incident's report.
+
+`GET /alerts` answers one page: the cost of a call is bounded by `limit`, not by the queue.
+Its cursor is the queue order key of the last queued alert shown (priority, then arrival),
+base64url-encoded; intake finds where the next page starts by bisection.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
+from intake.sanitize import safe
 from main.auth import OpsAuth
 from main.deps import RuntimeDep
 from main.errors import ClientError
@@ -14,17 +22,78 @@ from models import AlertDetail, AlertList, ErrorResponse
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[OpsAuth])
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+ECHOED_ID_CHARS = 256  # the longest incident id a webhook accepts
+MAX_CURSOR_CHARS = 64
+_CURSOR_TEXT = re.compile(r"q([0-9]{1,19})")
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong Bearer token."},
     404: {"model": ErrorResponse, "description": "No such incident (or no report yet)."},
 }
+_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _ERRORS[401],
+    422: {
+        "model": ErrorResponse,
+        "description": "`limit` outside 1-1000, or a `cursor` that no page handed out.",
+    },
+}
+
+Limit = Annotated[
+    int,
+    Query(ge=1, le=MAX_PAGE, description="Caps each list (running, queued, recent)."),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_CHARS,
+        description="`next_cursor` of the previous page: the queued alerts after it.",
+    ),
+]
 
 
-@router.get("", response_model=AlertList, responses=_ERRORS)
-async def list_alerts(runtime: RuntimeDep) -> AlertList:
-    """Running and queued alerts, and the last 100 finished ones (newest first)."""
-    listing = runtime.intake.listing()
-    return AlertList(**{key: [r.summary() for r in records] for key, records in listing.items()})
+@router.get("", response_model=AlertList, responses=_PAGE_ERRORS)
+async def list_alerts(
+    runtime: RuntimeDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> AlertList:
+    """Running alerts, one page of the queue (best priority, then oldest) and the last 100
+    finished (newest first), each list capped at `limit`. `next_cursor` pages on through
+    the queue (running and recent are the current ones on every page); null on the last
+    page."""
+    intake = runtime.intake
+    queued, last = intake.queued_page(limit=limit, after=_after(cursor))
+    return AlertList(
+        running=[r.summary() for r in intake.running_records()[:limit]],
+        queued=[r.summary() for r in queued],
+        recent=[r.summary() for r in intake.recent(limit)],
+        next_cursor=None if last is None else encode_cursor(last),
+    )
+
+
+def encode_cursor(order: int) -> str:
+    """The opaque cursor for "queued alerts after the one whose order key is `order`"."""
+    return base64.urlsafe_b64encode(f"q{order}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The order key in a cursor made by `encode_cursor`, or None if it is not one."""
+    try:
+        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), b"-_", validate=True)
+    except ValueError:  # binascii.Error, or a character that is not ASCII
+        return None
+    match = _CURSOR_TEXT.fullmatch(text.decode("latin-1"))
+    return int(match.group(1)) if match else None
+
+
+def _after(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    order = decode_cursor(cursor)
+    if order is None:
+        problem = {"loc": ["query", "cursor"], "msg": "not a cursor", "type": "value_error"}
+        raise ClientError(422, "invalid_request", [problem])
+    return order
 
 
 @router.get(
@@ -37,7 +106,7 @@ async def get_report(incident_id: str, runtime: RuntimeDep) -> PlainTextResponse
     record = runtime.intake.get(incident_id)
     text = runtime.reports.read(record.report_file) if record and record.report_file else None
     if text is None:
-        raise ClientError(404, "not_found", f"no report for {incident_id!r} yet")
+        raise ClientError(404, "not_found", f"no report for {_echo(incident_id)!r} yet")
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
@@ -46,5 +115,10 @@ async def get_alert(incident_id: str, runtime: RuntimeDep) -> AlertDetail:
     """One incident: its alert, timeline, tool calls, tokens, outcome and report file."""
     record = runtime.intake.get(incident_id)
     if record is None:
-        raise ClientError(404, "not_found", f"unknown incident {incident_id!r}")
+        raise ClientError(404, "not_found", f"unknown incident {_echo(incident_id)!r}")
     return record.detail()
+
+
+def _echo(incident_id: str) -> str:
+    """An id from the URL as an error may repeat it: clean, and cut to a known id's length."""
+    return safe(incident_id, ECHOED_ID_CHARS)
