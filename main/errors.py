@@ -1,7 +1,9 @@
 """Every error response in one place: a flat `ErrorResponse`, never a traceback or input.
 
 A client's mistake is a 4xx naming what is wrong; only our own bugs are 500s, and those
-say nothing but `internal_error` and the trace id (the log line has the rest).
+say nothing but `internal_error` and the trace id (the log line has the rest). A client
+that goes away before its request is read (`ClientDisconnect`) is neither: it is logged
+at INFO and recorded as 499, the status nginx gives it (nobody receives that answer).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from telemetry import trace_id_var
 
 logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ClientError(Exception):
@@ -75,6 +80,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    logger.info(
+        "client went away before its request was read: %s %s",
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     runtime = getattr(request.app.state, "runtime", None)
@@ -87,4 +101,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

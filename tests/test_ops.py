@@ -15,8 +15,10 @@ from fastapi import FastAPI
 
 import main.ops as ops
 from config import Settings
+from main import create_app
 from main.auth import Unauthorized, unauthorized_handler
 from main.deps import Runtime
+from main.errors import CLIENT_CLOSED_REQUEST
 from main.ops import router
 from state import RuntimeState
 from telemetry import APP_LOGGERS
@@ -334,3 +336,64 @@ async def test_openapi_documents_every_ops_endpoint(harness: Harness) -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["MetricsResponse"]["description"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+# ---------------------------------------------------------------- requests that end early
+
+
+async def send_half_a_webhook_then_vanish(app: FastAPI) -> int:
+    """A webhook whose client leaves mid-body, straight through ASGI; the status sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhook/generic",
+        "raw_path": b"/webhook/generic",
+        "root_path": "",
+        "query_string": f"auth_token={TEST_SECRETS['ops_auth_token']}".encode(),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"incident_id": "half", ', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    (status,) = statuses
+    return status
+
+
+@pytest.mark.usefixtures("restore_log_levels")
+async def test_client_gone_mid_body_is_neither_a_5xx_nor_an_error(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(**LOCAL_LLM))
+    async with app.router.lifespan_context(app):
+        status = await send_half_a_webhook_then_vanish(app)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            metrics = (await client.get("/ops/metrics")).json()
+            errors = (await client.get("/ops/errors")).json()["errors"]
+    assert status == CLIENT_CLOSED_REQUEST
+    assert metrics["requests"]["by_route"]["POST /webhook/{provider}"] == {
+        "requests": 1,
+        "server_errors": 0,
+    }
+    assert metrics["requests"]["error_rate"] == 0
+    assert errors == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert [r.levelname for r in caplog.records if "went away" in r.getMessage()] == ["INFO"]
