@@ -64,5 +64,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
 
 # sh expands ${PORT:-8080}; `exec` replaces sh so uvicorn is PID 1 and receives SIGTERM
-# directly (the runtime drains for SHUTDOWN_GRACE_SECONDS on SIGTERM).
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port \"${PORT:-8080}\""]
+# directly (the runtime drains for SHUTDOWN_GRACE_SECONDS on SIGTERM). The protocol adds
+# the request head/body deadlines (main/server.py); requests in flight at SIGTERM get 2 s.
+# `python -m main --host 0.0.0.0 --port ...` is the same server with the same defaults.
+CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port \"${PORT:-8080}\" --http main.server:DeadlineH11Protocol --timeout-keep-alive 5 --timeout-graceful-shutdown 2"]

@@ -44,7 +44,7 @@ $(INFRA_STAMP): requirements-infra.txt
 	touch $(INFRA_STAMP)
 
 run: venv
-	set -a; [ ! -f .env ] || . ./.env; set +a; $(BIN)/uvicorn main:app --host 127.0.0.1 --port $${PORT:-8080}
+	set -a; [ ! -f .env ] || . ./.env; set +a; $(BIN)/python -m main --host 127.0.0.1 --port $${PORT:-8080}
 
 demo: venv
 	$(BIN)/python -m demo
