@@ -90,7 +90,11 @@ class GenericAlert(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    incident_id: str = Field(min_length=1, max_length=256)
+    incident_id: str = Field(
+        min_length=1,
+        max_length=248,
+        description="At most 248 characters: the alert's id, `generic:<incident_id>`, is <= 256.",
+    )
     summary: str = Field(min_length=1)
     service: str | None = None
     priority: Priority | None = None

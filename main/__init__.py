@@ -134,6 +134,7 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
         pagerduty=pagerduty,
         reports=reports,
         cloud=cloud,
+        redactor=redactor,
     )
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from agent import ReportWriter
     from intake import Intake
     from state import RuntimeState
-    from tools import CloudTools, PagerDutyClient
+    from tools import CloudTools, PagerDutyClient, Redactor
 
 
 @dataclass(slots=True)
@@ -28,6 +28,7 @@ class Runtime:
     pagerduty: PagerDutyClient
     reports: ReportWriter
     cloud: CloudTools
+    redactor: Redactor
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -1,10 +1,13 @@
 """`POST /webhook/{provider}`: authenticate, read a bounded body, parse, submit, answer 202.
 
-The handler never waits for the agent: intake decides at once and runs happen later.
+The handler never waits for the agent: intake decides at once and runs happen later. Text
+from the platform is made safe here, once (`intake.parsers`): the body decoded bounded and
+clean, each alert's id checked, its summary, labels and url cleaned, redacted and cut.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -14,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import SecretStr
 
 from intake import Draining
-from intake.parsers import Ignored, PayloadError, decode_json, parse_webhook
+from intake.parsers import Ignored, PayloadError, Screen, TooDeep, decode_json, parse_webhook
 from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
@@ -23,6 +26,8 @@ from models import AlertStatus, ErrorResponse, Provider, WebhookResponse
 router = APIRouter(tags=["webhooks"])
 
 RETRY_AFTER_SECONDS = "30"
+INLINE_PARSE_BYTES = 64 * 1024
+SUBMIT_BATCH = 100
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -30,7 +35,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong token.",
         404: "Unknown provider.",
         413: "Body larger than WEBHOOK_MAX_BODY_BYTES.",
-        422: "Invalid JSON, or not the provider's payload shape (see `detail[].loc`).",
+        422: "Invalid JSON, JSON nested deeper than 64 levels, not the provider's payload "
+        "shape, or an incident id over 256 characters (see `detail[].loc`).",
         503: "Draining or shutting down; retry after `Retry-After` seconds.",
     }.items()
 }
@@ -64,8 +70,8 @@ async def receive_webhook(
         raise _draining()
     body = await _read_body(request, runtime.settings.webhook_max_body_bytes, runtime)
     runtime.state.record_webhook("received")
-    items = _parse(platform, body, runtime)
-    results = [_submit(item, runtime, request.state.trace_id) for item in items]
+    items = await _parse_off_loop(platform, body, runtime)
+    results = await _submit_all(items, runtime, request.state.trace_id)
     _count(results, runtime)
     content = {"trace_id": request.state.trace_id, "alerts": results}
     return Response(json.dumps(content), status_code=202, media_type="application/json")
@@ -133,22 +139,50 @@ def _too_large(limit: int, runtime: Runtime) -> ClientError:
     return ClientError(413, "payload_too_large", f"body exceeds {limit} bytes")
 
 
+async def _parse_off_loop(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
+    """Parse a small body inline; a large one (a 5,000-alert notification takes ~150 ms)
+    in a thread, so the event loop keeps serving meanwhile."""
+    try:
+        if len(body) <= INLINE_PARSE_BYTES:
+            return _parse(platform, body, runtime)
+        return await asyncio.to_thread(_parse, platform, body, runtime)
+    except ClientError:
+        runtime.state.record_webhook("failed")
+        raise
+
+
+async def _submit_all(items: list[Any], runtime: Runtime, trace_id: str) -> list[dict[str, Any]]:
+    """Hand every item to intake, letting the loop serve others every `SUBMIT_BATCH`."""
+    results = []
+    for count, item in enumerate(items, 1):
+        results.append(_submit(item, runtime, trace_id))
+        if count % SUBMIT_BATCH == 0:
+            await asyncio.sleep(0)
+    return results
+
+
 def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
+    """Decode and normalize; pure, so it may run in a worker thread."""
     try:
         payload = decode_json(body)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-        runtime.state.record_webhook("failed")
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and TooDeep alike
         raise ClientError(422, "invalid_json", _json_problem(exc)) from None
+    screen = Screen(runtime.redactor, runtime.settings.secret_values())
     try:
         return parse_webhook(
-            platform, payload, registry=runtime.settings.service_registry, body_size=len(body)
+            platform,
+            payload,
+            registry=runtime.settings.service_registry,
+            body_size=len(body),
+            redactor=screen.for_body(body, payload),
         )
     except PayloadError as exc:
-        runtime.state.record_webhook("failed")
         raise ClientError(422, "invalid_payload", field_errors(exc.errors)) from None
 
 
 def _json_problem(exc: Exception) -> list[dict[str, Any]]:
+    if isinstance(exc, TooDeep):
+        return [{"loc": ["body"], "msg": str(exc), "type": "json_too_deep"}]
     if isinstance(exc, json.JSONDecodeError):
         msg = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     else:

@@ -4,6 +4,8 @@ Random bytes, random JSON (nested, unicode, numbers, huge strings within the bod
 and provider-shaped JSON with random values go to every provider's webhook on the real app
 (under uvicorn on loopback, lifespan running, fake LLM/PagerDuty/services: an accepted
 alert's run stays local). A 4xx carries an `error` field; a 202 is a `WebhookResponse`.
+Hostile text (lone surrogates, controls, bidi overrides) that is accepted leaves every
+alert view answering.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -96,6 +99,21 @@ shaped = st.recursive(
 huge_sizes = st.integers(min_value=1_000, max_value=BODY_LIMIT // 6 - 200)
 huge_keys = st.sampled_from(["summary", "incident", "Message", "title"])
 huge_chars = st.sampled_from(["x", "é", "\u2028", "\\", '"', "\U0001f525"])
+# Every code point, lone surrogates included (sent as `\ud800` escapes), and the classics.
+hostile_text = st.text(
+    st.characters(codec=None)
+    | st.sampled_from(["\x00", "\x1b", "\u202e", "\x85", "\ud800", "\udfff", "\x7f"]),
+    max_size=30,
+)
+hostile_shaped = st.recursive(
+    st.none() | st.integers() | hostile_text,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KNOWN_KEYS) | hostile_text, inner, max_size=8)
+    ),
+    max_leaves=30,
+)
+OPS = {"Authorization": f"Bearer {TEST_SECRETS['ops_auth_token']}"}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +178,21 @@ def test_random_json_never_gets_a_server_error(
     client: httpx.Client, provider: str, value: Any
 ) -> None:
     post(client, provider, encoded(value))
+
+
+@settings(FUZZ, max_examples=150)
+@given(provider=st.sampled_from(PROVIDERS), value=hostile_shaped)
+def test_hostile_text_never_gets_a_server_error_nor_breaks_the_alert_views(
+    client: httpx.Client, provider: str, value: Any
+) -> None:
+    response = post(client, provider, json.dumps(value).encode())
+    if response.status_code != 202:
+        return
+    assert client.get("/alerts", headers=OPS).status_code == 200
+    for result in response.json()["alerts"]:
+        detail = client.get(f"/alerts/{quote(result['incident_id'], safe='')}", headers=OPS)
+        assert detail.status_code in (200, 404), detail.text  # 404: ignored, never stored
+        detail.text.encode("utf-8")
 
 
 @settings(FUZZ, max_examples=40)

@@ -163,7 +163,7 @@ def test_corpus_alerts_are_well_formed(provider: Provider, name: str) -> None:
         assert result.provider is provider
         assert result.summary
         assert "\n" not in result.summary
-        assert len(result.summary) <= 1000
+        assert len(result.summary) <= 1024
         assert result.started_at is None or result.started_at.utcoffset() is not None
         assert all(isinstance(v, str) for v in result.labels.values())
         assert result.raw is not None
@@ -300,10 +300,10 @@ def test_unicode_summary_is_kept_on_one_line() -> None:
     assert alert.summary == "Dienst für Zahlungen ⚠️ down 🔥"
 
 
-def test_long_summary_is_cut_to_1000_chars() -> None:
+def test_long_summary_is_cut_to_1024_chars_with_a_marker() -> None:
     alert = only_alert(Provider.GENERIC, generic(summary="é" * 5000))
-    assert len(alert.summary) == 1000
-    assert alert.summary.endswith("…")
+    assert len(alert.summary) == 1024
+    assert alert.summary == "é" * 1001 + "…[truncated 3999 chars]"
 
 
 def test_huge_labels_are_capped_in_count_key_and_value_length() -> None:
@@ -312,7 +312,8 @@ def test_huge_labels_are_capped_in_count_key_and_value_length() -> None:
     labels = only_alert(AM, body).labels
     assert len(labels) == 64
     assert max(map(len, labels)) <= 128
-    assert max(map(len, labels.values())) <= 512
+    assert {len(v) for v in labels.values()} == {256}
+    assert all(v.endswith("…[truncated 4767 chars]") for v in labels.values())
 
 
 def test_non_string_label_values_are_json_encoded() -> None:
@@ -337,12 +338,32 @@ def test_small_raw_payload_is_kept_as_received() -> None:
     assert only_alert(GCP, body).raw == body
 
 
-def test_long_incident_id_is_bounded_with_a_hash_of_the_tail() -> None:
-    first = only_alert(Provider.GENERIC, generic(incident_id="a" * 250 + "1"))
-    second = only_alert(Provider.GENERIC, generic(incident_id="a" * 250 + "2"))
-    assert len(first.incident_id) == 256
-    assert first.incident_id.startswith("generic:aaa")
-    assert first.incident_id != second.incident_id
+@pytest.mark.parametrize(
+    ("provider", "body", "loc"),
+    [
+        (GCP, {"incident": {"incident_id": "a" * 253}}, ["incident", "incident_id"]),
+        (DD, {"title": "t", "aggreg_key": "a" * 300}, ["aggreg_key"]),
+        (DD, {"title": "t", "monitor_id": "1", "scopes": "host:" + "a" * 300}, ["scopes"]),
+        (NR, {"id": "a" * 300}, ["id"]),
+        (NR, {"incident_id": "a" * 300, "current_state": "test"}, ["incident_id"]),
+        (AM, {"alerts": [{}, {"fingerprint": "a" * 300}]}, ["alerts", 1, "fingerprint"]),
+        (GF, {"ruleId": "a" * 300, "state": "alerting", "evalMatches": []}, ["ruleId"]),
+        (CW, {"AlarmName": "a" * 300, "NewStateValue": "ALARM"}, ["AlarmName"]),
+        (Provider.GENERIC, generic(incident_id="a" * 249), ["incident_id"]),
+    ],
+    ids=lambda v: v.value if isinstance(v, Provider) else "",
+)
+def test_incident_id_over_256_chars_is_a_payload_error_naming_its_field(
+    provider: Provider, body: object, loc: list[object]
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse(provider, body)
+    assert caught.value.errors[0]["loc"] == loc
+
+
+def test_incident_id_of_exactly_256_chars_is_kept() -> None:
+    alert = only_alert(Provider.GENERIC, generic(incident_id="a" * 248))
+    assert alert.incident_id == "generic:" + "a" * 248
 
 
 # --- wrong shapes ---------------------------------------------------------------------------

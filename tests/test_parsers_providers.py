@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from intake.parsers import Ignored
+from intake.parsers import Ignored, PayloadError
 from models import Alert, AlertState, Priority, Provider
 from tests.test_parsers import CW, DD, GCP, GF, NR, load, only_alert, parse
 
@@ -137,6 +137,26 @@ def test_datadog_priority_from_alert_priority_title_or_alert_type(
 ) -> None:
     body = {"title": "x", "monitor_id": "1", **fields}
     assert only_alert(DD, body).priority is expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"x": 1}, {"body": "%%%\nno title\n%%%", "monitor_id": "1"}, {"title": " ", "id": "2"}],
+)
+def test_datadog_payload_without_an_event_title_is_a_payload_error(body: object) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse(DD, body)
+    assert caught.value.errors[0]["loc"] == ["title"]
+
+
+def test_datadog_alert_title_alone_is_enough() -> None:
+    assert only_alert(DD, {"alert_title": "CPU high", "alert_id": "7"}).summary == "CPU high"
+
+
+@pytest.mark.parametrize("provider", list(Provider))
+def test_a_bare_object_is_no_alert_for_any_provider(provider: Provider) -> None:
+    with pytest.raises(PayloadError):
+        parse(provider, {"x": 1})
 
 
 def test_datadog_numbers_rendered_without_quotes_are_accepted() -> None:

@@ -1,15 +1,17 @@
 """Webhook payload parsers: one module per platform, one entry point, `parse_webhook`.
 
-Each provider module validates its payload with typed pydantic models and returns drafts
-(or `Ignored` for tests and non-alerts). This module finishes every draft in one place:
-the incident id bounded to 256 chars, the summary cut to one line of <= 1,000 chars, labels
-flattened and capped, `raw` capped at 16 KiB of JSON, `started_at` made UTC, and the priority
-raised one level (never above P1) when the mapped service is registered `critical=true`.
+`decode_json` is the edge for a body: UTF-8 JSON, nested at most 64 levels, every string
+clean (`intake.sanitize`). Each provider module validates its payload with typed pydantic
+models and returns drafts (or `Ignored` for tests and non-alerts). This module finishes
+every draft in one place: the incident id clean and at most 256 chars (else a
+`PayloadError` naming the field it came from); summary, label values and url each one clean
+line, secrets redacted, cut with a marker (1,024 / 256 / 2,048 chars); `raw` capped at
+16 KiB of JSON, secrets redacted; `started_at` made UTC; the priority raised one level
+(never above P1) when the mapped service is registered `critical=true`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -21,17 +23,29 @@ from config import ServiceEntry
 from intake.parsers import alertmanager, cloudwatch, datadog, gcp, generic, grafana, newrelic
 from intake.parsers.common import (
     MAX_RAW_BYTES,
+    MAX_SUMMARY_CHARS,
+    MAX_URL_CHARS,
     Draft,
     Ignored,
     PayloadError,
-    bound_id,
-    cap_labels,
+    Piece,
     cap_raw,
-    one_line,
+    checked_id,
+    label_pieces,
 )
+from intake.parsers.redaction import Redactor, Screen, redact_pieces, redact_raw
+from intake.sanitize import TooDeep, load_json
 from models import Alert, Provider
 
-__all__ = ["Ignored", "PayloadError", "decode_json", "parse_webhook"]
+__all__ = [
+    "Ignored",
+    "PayloadError",
+    "Redactor",
+    "Screen",
+    "TooDeep",
+    "decode_json",
+    "parse_webhook",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +63,17 @@ PARSERS: Mapping[Provider, Parser] = {
 
 
 def decode_json(body: bytes) -> object:
-    """Decode a webhook body, with every object key interned.
+    """Decode a webhook body (UTF-8 JSON, a BOM tolerated), with every object key interned.
 
+    The value is bounded and clean (`intake.sanitize.load_json`): at most 64 levels deep,
+    and no string in it holds a lone surrogate, a control character or a bidi override, so
+    `raw` can always be encoded again (a page, a log line, an API view).
     A queued alert keeps its parsed payload (`raw`), and one platform's payloads repeat the
     same keys: sharing them takes a quarter off a queued GCP alert's memory (10.2 -> 7.6 KB).
-    Raises ValueError (`json.JSONDecodeError`, `UnicodeDecodeError`) like `json.loads`.
+    Raises ValueError: `UnicodeDecodeError` (not UTF-8: json.loads would also take UTF-16
+    and encoded surrogates), `json.JSONDecodeError`, or `TooDeep`.
     """
-    return json.loads(body, object_pairs_hook=_interned_keys)
+    return load_json(body.decode("utf-8-sig"), object_pairs_hook=_interned_keys)
 
 
 def _interned_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -68,18 +86,21 @@ def parse_webhook(
     *,
     registry: Mapping[str, ServiceEntry],
     body_size: int | None = None,
+    redactor: Redactor | None = None,
 ) -> list[Alert | Ignored]:
     """Normalize one webhook body (already JSON-decoded) into alerts and ignored messages.
 
     `body_size`, the request's length in bytes, lets small bodies skip measuring each raw
-    payload again: a part of a body is no larger than the body.
-    Raises `PayloadError` when the body does not have the provider's shape; its `errors`
-    name the field path and never echo an input value.
+    payload again: a part of a body is no larger than the body. `redactor` (None: the body
+    holds no secret, see `Screen.for_body`) takes secrets out of each alert's summary,
+    labels, url and raw payload.
+    Raises `PayloadError` when the body does not have the provider's shape or an incident
+    id is over 256 characters; its `errors` name the field path and never echo an input value.
     """
     results = PARSERS[provider](body, registry)
     small = body_size is not None and body_size <= MAX_RAW_BYTES
     finished = [
-        _bounded(r) if isinstance(r, Ignored) else _finish(provider, r, small=small)
+        _checked(r) if isinstance(r, Ignored) else _finish(provider, r, small, redactor)
         for r in results
     ]
     for item in finished:
@@ -87,27 +108,32 @@ def parse_webhook(
     return finished
 
 
-def _finish(provider: Provider, draft: Draft, *, small: bool) -> Alert:
+def _finish(provider: Provider, draft: Draft, small: bool, redactor: Redactor | None) -> Alert:
+    incident_id = checked_id(draft.key, draft.key_loc)
     priority = draft.priority
     if draft.service is not None and draft.service.critical:
         priority = priority.raised()
+    summary, url = Piece.of(draft.summary, MAX_SUMMARY_CHARS), Piece.of(draft.url, MAX_URL_CHARS)
+    labels, raw = label_pieces(draft.labels), draft.raw if small else cap_raw(draft.raw)
+    if redactor is not None:
+        labels, raw = redact_pieces(redactor, [summary, url], labels), redact_raw(raw, redactor)
     # Every field is already of its declared type: construct without validating again.
     return Alert.model_construct(
-        incident_id=bound_id(draft.key),
+        incident_id=incident_id,
         provider=provider,
         service=draft.service.name if draft.service else None,
         priority=priority,
         state=draft.state,
-        summary=one_line(draft.summary) or f"{provider.value} alert",
+        summary=summary.final() or f"{provider.value} alert",
         started_at=_utc(draft.started_at),
-        labels=cap_labels(draft.labels),
-        url=draft.url or None,
-        raw=draft.raw if small else cap_raw(draft.raw),
+        labels={key: piece.final() for key, piece in labels},
+        url=url.final() or None,
+        raw=raw,
     )
 
 
-def _bounded(ignored: Ignored) -> Ignored:
-    return replace(ignored, incident_id=bound_id(ignored.incident_id))
+def _checked(ignored: Ignored) -> Ignored:
+    return replace(ignored, incident_id=checked_id(ignored.incident_id, ignored.key_loc))
 
 
 def _utc(moment: datetime | None) -> datetime | None:

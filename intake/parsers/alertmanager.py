@@ -86,8 +86,8 @@ def group_drafts(
     raw_alerts = body.get("alerts", []) if isinstance(body, dict) else []
     context = _group_context(body)
     return [
-        alert_draft(provider, payload, alert, registry, url=url, raw={**raw, **context})
-        for alert, raw in zip(payload.alerts, raw_alerts, strict=True)
+        alert_draft(provider, payload, alert, registry, url=url, raw={**raw, **context}, index=i)
+        for i, (alert, raw) in enumerate(zip(payload.alerts, raw_alerts, strict=True))
     ]
 
 
@@ -117,8 +117,9 @@ def alert_draft(
     *,
     url: UrlPicker,
     raw: object,
+    index: int,
 ) -> Draft:
-    """One alert of a group, normalized."""
+    """One alert of a group (the `index`th), normalized."""
     labels = alert.labels
     resolved = alert.status.strip().lower() == "resolved"
     candidates = [labels.get(k) for k in SERVICE_LABELS] + [labels.get("instance")]
@@ -132,6 +133,7 @@ def alert_draft(
         labels=labels,
         url=url(payload, alert),
         raw=raw,
+        key_loc=("alerts", index, "fingerprint" if alert.fingerprint else "labels"),
     )
 
 

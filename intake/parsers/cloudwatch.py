@@ -13,7 +13,6 @@ stopped reporting, which is worth a look but rarely an outage). Identity is the 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from urllib.parse import quote
@@ -24,6 +23,8 @@ from config import ServiceEntry
 from intake.parsers.common import (
     Draft,
     Ignored,
+    Loc,
+    PayloadError,
     Registry,
     Text,
     find_by_name,
@@ -32,6 +33,7 @@ from intake.parsers.common import (
     from_iso,
     validate,
 )
+from intake.sanitize import TooDeep, load_json
 from models import AlertState, Priority
 
 logger = logging.getLogger(__name__)
@@ -142,13 +144,19 @@ def parse(body: object, registry: Registry) -> list[Draft | Ignored]:
     if isinstance(body, dict) and "Records" in body:
         event = validate(LambdaEvent, body)
         raws = body["Records"]
-        return [_envelope(r.sns, raws[i]["Sns"], registry) for i, r in enumerate(event.records)]
+        return [
+            _envelope(r.sns, raws[i]["Sns"], registry, at=("Records", i, "Sns"))
+            for i, r in enumerate(event.records)
+        ]
     if isinstance(body, dict) and "AlarmName" in body and "Type" not in body:
-        return [_alarm(validate(CloudWatchAlarm, body), body, registry)]
-    return [_envelope(validate(SnsEnvelope, body), body, registry)]
+        return [_alarm(validate(CloudWatchAlarm, body), body, registry, at=())]
+    return [_envelope(validate(SnsEnvelope, body), body, registry, at=())]
 
 
-def _envelope(envelope: SnsEnvelope, raw: object, registry: Registry) -> Draft | Ignored:
+def _envelope(
+    envelope: SnsEnvelope, raw: object, registry: Registry, *, at: Loc
+) -> Draft | Ignored:
+    """`at`: where the envelope is in the body."""
     key = f"cloudwatch:{envelope.message_id or 'unknown'}"
     kind = envelope.type.strip()
     if kind == "SubscriptionConfirmation":
@@ -158,20 +166,24 @@ def _envelope(envelope: SnsEnvelope, raw: object, registry: Registry) -> Draft |
             envelope.topic_arn,
             envelope.subscribe_url,
         )
-        return Ignored(key, "subscription_confirmation")
+        return Ignored(key, "subscription_confirmation", key_loc=(*at, "MessageId"))
     if kind == "UnsubscribeConfirmation":
         logger.warning("SNS unsubscribe confirmation for topic %s", envelope.topic_arn)
-        return Ignored(key, "unsubscribe_confirmation")
-    alarm = _decoded_alarm(envelope.message) if kind == "Notification" else None
+        return Ignored(key, "unsubscribe_confirmation", key_loc=(*at, "MessageId"))
+    message = (*at, "Message")
+    alarm = _decoded_alarm(envelope.message, at=message) if kind == "Notification" else None
     if alarm is None:
         logger.info("SNS %s %s does not carry a CloudWatch alarm; ignored", kind, key)
-        return Ignored(key, "not_an_alarm")
-    return _alarm(validate(CloudWatchAlarm, alarm, loc=("Message",)), raw, registry)
+        return Ignored(key, "not_an_alarm", key_loc=(*at, "MessageId"))
+    return _alarm(validate(CloudWatchAlarm, alarm, loc=message), raw, registry, at=message)
 
 
-def _decoded_alarm(message: str | None) -> dict[str, object] | None:
+def _decoded_alarm(message: str | None, *, at: Loc) -> dict[str, object] | None:
+    """The alarm JSON the message carries, else None; nested too deep is a PayloadError."""
     try:
-        decoded = json.loads(message or "")
+        decoded = load_json(message or "")
+    except TooDeep as exc:
+        raise PayloadError.at(at, str(exc), "json_too_deep") from None
     except ValueError:
         return None
     is_alarm = isinstance(decoded, dict) and {"AlarmName", "NewStateValue"} <= set(decoded)
@@ -218,7 +230,8 @@ def _labels(alarm: CloudWatchAlarm) -> dict[str, object]:
     }
 
 
-def _alarm(alarm: CloudWatchAlarm, raw: object, registry: Registry) -> Draft:
+def _alarm(alarm: CloudWatchAlarm, raw: object, registry: Registry, *, at: Loc) -> Draft:
+    """`at`: where the alarm is in the body."""
     state = alarm.new_state.strip().upper()
     detail = first_text(alarm.alarm_description, alarm.reason)
     summary = f"{alarm.alarm_name} is {state}" + (f": {detail}" if detail else "")
@@ -232,4 +245,5 @@ def _alarm(alarm: CloudWatchAlarm, raw: object, registry: Registry) -> Draft:
         labels=_labels(alarm),
         url=console_url(alarm),
         raw=raw,
+        key_loc=(*at, "AlarmArn" if alarm.alarm_arn else "AlarmName"),
     )

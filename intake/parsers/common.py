@@ -1,8 +1,10 @@
 """What every provider parser shares: result types, service mapping, priority words, caps.
 
 Provider modules turn a payload into `Draft`s (or `Ignored`); `intake.parsers.parse_webhook`
-finishes each draft into a bounded `models.Alert` in one place, so the caps (id length,
-summary, labels, raw size) and the critical-service priority raise are applied exactly once.
+finishes each draft into a bounded `models.Alert` in one place, so the text hygiene (id
+length, clean and redacted summary and labels, raw size) and the critical-service priority
+raise are applied exactly once. Each draft says where in the body its id came from
+(`key_loc`), so an id over the limit is refused naming that field.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from config import ServiceEntry
+from intake.sanitize import clean, cut
 from models import AlertState, Priority
 
 logger = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 256
-MAX_SUMMARY_CHARS = 1000
+MAX_SUMMARY_CHARS = 1024
 MAX_LABELS = 64
 MAX_LABEL_KEY_CHARS = 128
-MAX_LABEL_VALUE_CHARS = 512
+MAX_LABEL_VALUE_CHARS = 256
+MAX_URL_CHARS = 2048
 MAX_RAW_BYTES = 16 * 1024
+REDACT_MARGIN = 512  # characters past a text's limit kept until it is redacted (`Piece`)
 
 Registry = Mapping[str, ServiceEntry]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -49,18 +54,24 @@ SEVERITY_PRIORITY: dict[str, Priority] = {
 """Severity words of CONTRACT §3 (GCP, Alertmanager/Grafana, Datadog, New Relic), lowercased."""
 
 
+Loc = tuple[str | int, ...]
+"""A path into the request body, as in a 422's `detail[].loc`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ignored:
     """A message that is not an alert (platform test, SNS confirmation...): answered 202 'ignored'.
 
     `reason` is `test_notification`, `subscription_confirmation`, `unsubscribe_confirmation`
-    or `not_an_alarm`; `incident_id` is provider-prefixed, best effort.
+    or `not_an_alarm`; `incident_id` is provider-prefixed, best effort; `key_loc` is the
+    body field it came from.
     """
 
     incident_id: str
     reason: str
     service: str | None = None
     priority: Priority = Priority.P5
+    key_loc: Loc = field(default=(), compare=False)
 
 
 class PayloadError(Exception):
@@ -74,6 +85,11 @@ class PayloadError(Exception):
         self.errors = errors
         shown = "; ".join(f"{_dotted(e.get('loc'))}: {e.get('msg')}" for e in errors[:3])
         super().__init__(shown or "invalid payload")
+
+    @classmethod
+    def at(cls, loc: Loc, msg: str, kind: str) -> PayloadError:
+        """One error at `loc`."""
+        return cls([{"loc": list(loc), "msg": msg, "type": kind}])
 
     @classmethod
     def from_validation(
@@ -95,7 +111,10 @@ def _dotted(loc: object) -> str:
 
 @dataclass(slots=True)
 class Draft:
-    """One alert as a provider parser read it, before the shared caps and priority raise."""
+    """One alert as a provider parser read it, before the shared caps and priority raise.
+
+    `key` is the provider-prefixed incident id; `key_loc` the body field it came from.
+    """
 
     key: str
     summary: str
@@ -106,9 +125,10 @@ class Draft:
     labels: Mapping[str, object] = field(default_factory=dict)
     url: str | None = None
     raw: object = None
+    key_loc: Loc = ()
 
 
-def validate(model: type[ModelT], data: object, *, loc: tuple[str | int, ...] = ()) -> ModelT:
+def validate(model: type[ModelT], data: object, *, loc: Loc = ()) -> ModelT:
     """`model.model_validate(data)`, with errors translated to `PayloadError` at `loc`."""
     try:
         return model.model_validate(data)
@@ -145,15 +165,16 @@ EpochNumber = Annotated[float | None, BeforeValidator(_to_number)]
 def stable_hash(value: object, length: int = 16) -> str:
     """A short hex digest of `value`'s canonical JSON (sorted keys)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+    # surrogatepass: a value not decoded by the edge may hold a lone surrogate; hash it anyway.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
-def bound_id(incident_id: str) -> str:
-    """Keep ids <= 256 chars: a longer one keeps its head and replaces the tail by a hash."""
-    if len(incident_id) <= MAX_ID_CHARS:
-        return incident_id
-    digest = hashlib.sha256(incident_id.encode()).hexdigest()[:32]
-    return f"{incident_id[: MAX_ID_CHARS - len(digest) - 1]}~{digest}"
+def checked_id(incident_id: str, loc: Loc) -> str:
+    """The id made safe (`clean`); `PayloadError` at `loc` when over 256 characters."""
+    if len(incident_id) > MAX_ID_CHARS:
+        msg = f"incident id over {MAX_ID_CHARS} characters ({len(incident_id)})"
+        raise PayloadError.at(loc, msg, "incident_id_too_long")
+    return clean(incident_id)
 
 
 # --- service mapping ----------------------------------------------------------------------
@@ -216,10 +237,9 @@ def severity_priority(*words: object) -> Priority | None:
 # --- text, labels, raw --------------------------------------------------------------------
 
 
-def one_line(text: object, limit: int = MAX_SUMMARY_CHARS) -> str:
-    """Whitespace collapsed to single spaces, trimmed, cut to `limit` chars with an ellipsis."""
-    flat = " ".join(str(text).split()) if text is not None else ""
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def one_line(text: object) -> str:
+    """Whitespace (CR, form feed, U+2028... too) collapsed to single spaces, and trimmed."""
+    return " ".join(str(text).split()) if text is not None else ""
 
 
 def first_text(*values: object) -> str | None:
@@ -233,18 +253,42 @@ def _label_value(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def cap_labels(labels: Mapping[str, object]) -> dict[str, str]:
-    """A flat `dict[str, str]`: at most 64 entries, keys <= 128 chars, values <= 512 chars."""
-    capped: dict[str, str] = {}
+@dataclass(slots=True)
+class Piece:
+    """One text of an alert on its way out: one clean line, held at its limit plus
+    `REDACT_MARGIN` characters until redacted, then cut to the limit with a marker.
+
+    The margin lets a secret that straddles the cut be recognised whole (so not even its
+    head is shown), while redaction never scans more than a bounded text.
+    """
+
+    text: str
+    limit: int
+    beyond: int = 0  # characters of the one-line text past `text`
+
+    @classmethod
+    def of(cls, value: object, limit: int) -> Piece:
+        flat = clean(one_line(value))
+        head = flat[: limit + REDACT_MARGIN]
+        return cls(head, limit, len(flat) - len(head))
+
+    def final(self) -> str:
+        if not self.beyond:
+            return cut(self.text, self.limit)
+        return cut(self.text, self.limit, total=max(len(self.text) + self.beyond, self.limit + 1))
+
+
+def label_pieces(labels: Mapping[str, object]) -> list[tuple[str, Piece]]:
+    """At most 64 labels (None values dropped), keys one clean line of <= 128 chars."""
+    pieces: list[tuple[str, Piece]] = []
     for key, value in labels.items():
-        if len(capped) >= MAX_LABELS:
+        if len(pieces) >= MAX_LABELS:
             logger.debug("labels cut to %d entries (had %d)", MAX_LABELS, len(labels))
             break
-        if value is None:
-            continue
-        text = _label_value(value)
-        capped[str(key)[:MAX_LABEL_KEY_CHARS]] = one_line(text, MAX_LABEL_VALUE_CHARS)
-    return capped
+        if value is not None:
+            name = cut(clean(one_line(key)), MAX_LABEL_KEY_CHARS)
+            pieces.append((name, Piece.of(_label_value(value), MAX_LABEL_VALUE_CHARS)))
+    return pieces
 
 
 def prefixed(prefix: str, labels: Mapping[str, object] | None) -> dict[str, object]:

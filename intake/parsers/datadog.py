@@ -5,6 +5,10 @@ per-event `id` nor the raw title (both change between Triggered and Recovered). 
 `aggreg_key`, `alert_cycle_key`, then monitor id (`monitor_id`/`alert_id`, or read from a
 `/monitors/<id>` link in the body) plus its scope (`scopes`, or the `group=` of that link, or
 the `{group}` of the title); as a last resort the title without its `[...]` state prefixes.
+
+Required: an event title, `title` (`$EVENT_TITLE`, in the default template and every known
+custom one: Keep, Port, ...) or `alert_title` (`$ALERT_TITLE`). Nothing else is common to
+all templates; without a title a JSON object says nothing about an alert.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from config import ServiceEntry
 from intake.parsers.common import (
     Draft,
     Ignored,
+    PayloadError,
     Registry,
     Text,
     find_service,
@@ -40,6 +45,8 @@ TITLE_PREFIXES = re.compile(r"^(\s*\[[^\]]*\])+\s*")
 P_FORM = re.compile(r"\s*P[1-5]\s*", re.IGNORECASE)
 TEST_MARK = re.compile(r"\[TEST\]", re.IGNORECASE)
 RESOLVED_TRANSITIONS = {"recovered", "resolved"}
+LINK_FIELDS = ("body", "link", "url", "message")
+MISSING_TITLE = "Field required: a Datadog notification carries its title ($EVENT_TITLE)"
 
 
 def split_tags(tags: object) -> object:
@@ -93,12 +100,15 @@ class DatadogPayload(BaseModel):
 def parse(body: object, registry: Registry) -> list[Draft | Ignored]:
     """One draft per notification; `[TEST]` notifications are ignored."""
     payload = validate(DatadogPayload, body)
-    key = f"datadog:{incident_key(payload)}"
+    if not first_text(payload.title, payload.alert_title):
+        raise PayloadError.at(("title",), MISSING_TITLE, "missing")
+    key, field = identity(payload)
     service = find_service(_service_candidates(payload), registry)
     if any(TEST_MARK.search(t or "") for t in (payload.title, payload.alert_title)):
         logger.info("Datadog test notification received; ignored")
-        return [Ignored(key, "test_notification", service.name if service else None)]
-    return [_draft(payload, key, service, body)]
+        name = service.name if service else None
+        return [Ignored(f"datadog:{key}", "test_notification", name, key_loc=(field,))]
+    return [_draft(payload, f"datadog:{key}", service, body, key_loc=(field,))]
 
 
 def _all_tags(payload: DatadogPayload) -> list[str]:
@@ -113,30 +123,43 @@ def _tag_values(tags: list[str], name: str) -> list[str]:
     return [t.split(":", 1)[1] for t in tags if t.lower().startswith(f"{name}:")]
 
 
-def _monitor_link(payload: DatadogPayload) -> tuple[str | None, str | None]:
-    for text in (payload.body, payload.link, payload.url, payload.message):
+def _monitor_link(payload: DatadogPayload) -> tuple[str | None, str | None, str]:
+    """The monitor id and group of a `/monitors/<id>` link, and the field holding it."""
+    for name in LINK_FIELDS:
+        text = getattr(payload, name)
         if text and (found := MONITOR_LINK.search(text)):
-            return found.group(1), unquote(found.group(2)) if found.group(2) else None
-    return None, None
+            return found.group(1), unquote(found.group(2)) if found.group(2) else None, name
+    return None, None, ""
 
 
-def _scope(payload: DatadogPayload, linked_group: str | None) -> str | None:
+def _scope(
+    payload: DatadogPayload, linked_group: str | None, link_field: str
+) -> tuple[str | None, str]:
     if scopes := _scopes(payload):
-        return ",".join(sorted(scopes))
+        return ",".join(sorted(scopes)), "scopes"
+    if linked_group:
+        return linked_group, link_field
     title_group = TITLE_GROUP.search(payload.title or "")
-    return linked_group or (title_group.group(1).strip() if title_group else None)
+    return (title_group.group(1).strip(), "title") if title_group else (None, "")
 
 
-def incident_key(payload: DatadogPayload) -> str:
-    """The stable part of the incident id (see the module docstring for the order)."""
-    if key := first_text(payload.aggreg_key, payload.alert_cycle_key):
-        return key.strip()
-    linked_id, linked_group = _monitor_link(payload)
-    if monitor := first_text(payload.monitor_id, payload.alert_id, linked_id):
-        scope = _scope(payload, linked_group)
-        return f"{monitor.strip()}/{scope}" if scope else monitor.strip()
+def identity(payload: DatadogPayload) -> tuple[str, str]:
+    """The stable part of the incident id (see the module docstring for the order), and
+    the body field that made it (the longer part's, for a monitor plus its scope)."""
+    for name in ("aggreg_key", "alert_cycle_key"):
+        if key := first_text(getattr(payload, name)):
+            return key.strip(), name
+    linked_id, linked_group, link_field = _monitor_link(payload)
+    monitors = [("monitor_id", payload.monitor_id), ("alert_id", payload.alert_id)]
+    for field, value in [*monitors, (link_field, linked_id)]:
+        if monitor := first_text(value):
+            scope, scope_field = _scope(payload, linked_group, link_field)
+            if scope is None:
+                return monitor.strip(), field
+            longer = scope_field if len(scope) > len(monitor) else field
+            return f"{monitor.strip()}/{scope}", longer
     title = TITLE_PREFIXES.sub("", payload.title or payload.alert_title or "").strip()
-    return f"title-{stable_hash(title or payload.model_dump(mode='json'))}"
+    return f"title-{stable_hash(title or payload.model_dump(mode='json'))}", "title"
 
 
 def _service_candidates(payload: DatadogPayload) -> list[str | None]:
@@ -177,7 +200,14 @@ def _labels(payload: DatadogPayload) -> dict[str, object]:
     return labels
 
 
-def _draft(payload: DatadogPayload, key: str, service: ServiceEntry | None, body: object) -> Draft:
+def _draft(
+    payload: DatadogPayload,
+    key: str,
+    service: ServiceEntry | None,
+    body: object,
+    *,
+    key_loc: tuple[str, ...],
+) -> Draft:
     summary = first_text(payload.title, payload.alert_title, payload.message, payload.body)
     return Draft(
         key=key,
@@ -189,4 +219,5 @@ def _draft(payload: DatadogPayload, key: str, service: ServiceEntry | None, body
         labels=_labels(payload),
         url=first_text(payload.url, payload.link, payload.event_url),
         raw=body,
+        key_loc=key_loc,
     )

@@ -166,4 +166,5 @@ def _draft(incident: GcpIncident, body: object, registry: Registry) -> Draft:
         labels=_labels(incident),
         url=incident.url,
         raw=body,
+        key_loc=("incident", "incident_id"),
     )

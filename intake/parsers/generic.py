@@ -31,5 +31,6 @@ def parse(body: object, registry: Registry) -> list[Draft | Ignored]:
             labels=alert.labels,
             url=alert.url,
             raw=body,
+            key_loc=("incident_id",),
         )
     ]

@@ -17,7 +17,6 @@ from intake.parsers.alertmanager import (
     AmAlert,
     AmPayload,
     absolute_url,
-    alert_key,
     group_drafts,
 )
 from intake.parsers.common import (
@@ -95,7 +94,7 @@ def _unless_test(draft: Draft, alert: AmAlert) -> Draft | Ignored:
         return draft
     logger.info("Grafana test notification received; ignored")
     service = draft.service.name if draft.service else None
-    return Ignored(f"grafana:{alert_key(alert)}", "test_notification", service)
+    return Ignored(draft.key, "test_notification", service, key_loc=draft.key_loc)
 
 
 def _url(payload: AmPayload, alert: AmAlert) -> str | None:
@@ -109,9 +108,9 @@ def _legacy(rule: GrafanaLegacy, body: object, registry: Registry) -> Draft | Ig
     key = f"grafana:rule-{rule.rule_id}"
     state = rule.state.strip().lower()
     if rule.rule_id == "0" and (rule.rule_name or "").lower() == "test notification":
-        return Ignored(incident_id=key, reason="test_notification")
+        return Ignored(key, "test_notification", key_loc=("ruleId",))
     if state not in LEGACY_STATES and state != "ok":
-        return Ignored(incident_id=key, reason="not_an_alarm")
+        return Ignored(key, "not_an_alarm", key_loc=("ruleId",))
     priority = severity_priority(rule.tags.get("severity")) or Priority.P3
     return Draft(
         key=key,
@@ -122,4 +121,5 @@ def _legacy(rule: GrafanaLegacy, body: object, registry: Registry) -> Draft | Ig
         labels={"rule_name": rule.rule_name, "state": state, **rule.tags},
         url=absolute_url(rule.rule_url),
         raw=body,
+        key_loc=("ruleId",),
     )

@@ -105,10 +105,10 @@ def parse(body: object, registry: Registry) -> list[Draft | Ignored]:
     return [_workflow(validate(NewRelicWorkflow, body), body, registry)]
 
 
-def issue_id(payload: NewRelicWorkflow) -> str:
-    """The issue UUID from `issueUrl`, else `id`."""
+def issue_id(payload: NewRelicWorkflow) -> tuple[str, str]:
+    """The issue UUID from `issueUrl`, else `id`; and the body field it came from."""
     found = ISSUE_IN_URL.search(payload.issue_url or "")
-    return found.group(1) if found else payload.id.strip()
+    return (found.group(1), "issueUrl") if found else (payload.id.strip(), "id")
 
 
 def _workflow(payload: NewRelicWorkflow, body: object, registry: Registry) -> Draft:
@@ -123,8 +123,9 @@ def _workflow(payload: NewRelicWorkflow, body: object, registry: Registry) -> Dr
         "conditions": ",".join(payload.condition_names),
         "workflow": payload.workflow_name,
     }
+    issue, field = issue_id(payload)
     return Draft(
-        key=f"newrelic:{issue_id(payload)}",
+        key=f"newrelic:{issue}",
         summary=first_text(payload.title, payload.name) or "New Relic issue",
         state=AlertState.RESOLVED if state.lower() in CLOSED_STATES else AlertState.FIRING,
         priority=priority,
@@ -133,6 +134,7 @@ def _workflow(payload: NewRelicWorkflow, body: object, registry: Registry) -> Dr
         labels=labels,
         url=payload.issue_url,
         raw=body,
+        key_loc=(field,),
     )
 
 
@@ -152,7 +154,8 @@ def _legacy(payload: NewRelicLegacy, body: object, registry: Registry) -> Draft 
     service = find_service(_legacy_service_candidates(payload), registry)
     if state == "test" or (payload.event_type or "").upper() == "NOTIFICATION":
         logger.info("New Relic test notification received; ignored")
-        return Ignored(key, "test_notification", service.name if service else None)
+        name = service.name if service else None
+        return Ignored(key, "test_notification", name, key_loc=("incident_id",))
     return Draft(
         key=key,
         summary=_legacy_summary(payload),
@@ -163,6 +166,7 @@ def _legacy(payload: NewRelicLegacy, body: object, registry: Registry) -> Draft 
         labels=_legacy_labels(payload),
         url=payload.incident_url,
         raw=body,
+        key_loc=("incident_id",),
     )
 
 
