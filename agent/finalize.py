@@ -1,31 +1,31 @@
-"""Closing records that get no complete run: escalations at intake, expiries, cut-offs.
+"""The runtime's own ending of an incident: every record that reaches a terminal status
+without the agent concluding it (a limit or an LLM failure stopped the run, an escalation
+at intake, an expiry, a shutdown cut-off).
 
-Intake calls a `Finalizer` for every record that reaches a terminal status without the
-agent finishing it: the escalated ones page PagerDuty (unless shadow mode withholds it),
-and every one of them gets a report.
+The escalated ones are paged through the pager (unless shadow mode withholds it), the
+report is written once the pager says what became of the page, and the outcome is
+observed. Intake runs this outside any run's slot, so a slow PagerDuty holds no run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections.abc import Callable
+from datetime import UTC, datetime
 
-from agent.loop import (
-    ESCALATION_SECONDS,
-    NoRunObserver,
-    RunObserver,
-    findings,
-    observe_escalations,
-    triggered,
-)
+from agent.loop import NoRunObserver, RunObserver, findings, observe_escalations, triggered
 from agent.report import ReportInput, ReportWriter
 from config import Settings
 from intake import AlertRecord
 from models import AlertStatus
-from tools import PagerDutyClient, RunContext
+from tools import EscalationResult, Pager, RunContext, promised_report_name
 
 logger = logging.getLogger(__name__)
+
+# Finalizations doing their own work (building a page, rendering and writing a report) at
+# once. A flood (a 5,000-alert webhook, a shutdown with 20,000 queued) starts a task each;
+# unbounded, they would all be ready in one turn of the event loop and hold it for seconds.
+ADMISSION = 16
 
 REASONS = {
     "unknown_service": "No registered service matches this alert, so it was not diagnosed.",
@@ -36,56 +36,77 @@ REASONS = {
     "agent_failed": "The agent run failed unexpectedly; see the runtime's error log.",
     "ttl": "The alert waited in the queue longer than ALERT_QUEUE_TTL_SECONDS and expired.",
     "resolved_before_diagnosis": "The platform resolved the incident before diagnosis began.",
+    "timeout": "The run reached AGENT_TIMEOUT_SECONDS before the agent concluded.",
+    "max_turns": "The run reached AGENT_MAX_TURNS before the agent concluded.",
+    "token_budget": "The run reached MAX_TOKENS_PER_INCIDENT before the agent concluded.",
 }
+
+
+def explain(reason: str | None) -> str:
+    """A sentence for an operator; LLM failures (`llm_error: <kind>`) are named as such."""
+    if reason and reason.startswith("llm_error"):
+        return f"The LLM API failed for good ({reason}), so the agent could not conclude."
+    return REASONS.get(reason or "", reason or "")
 
 
 class Finalizer:
     def __init__(
         self,
         *,
-        pagerduty: PagerDutyClient,
+        pager: Pager,
         reports: ReportWriter,
         settings: Settings,
         observer: RunObserver | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._observer = observer or NoRunObserver()
-        self._pagerduty = pagerduty
+        self._pager = pager
         self._reports = reports
         self._settings = settings
-        self._clock = clock
+        self._admission = asyncio.Semaphore(ADMISSION)
 
     async def __call__(self, record: AlertRecord) -> None:
-        ctx = record.extra.get("ctx")
-        if not isinstance(ctx, RunContext):
-            ctx = RunContext(
-                alert=record.alert, trace_id=record.trace_id, shadow=self._settings.shadow
-            )
-        if record.status is AlertStatus.ESCALATED and not triggered(ctx):
-            await self._page(record, ctx)
-        reason = REASONS.get(record.reason or "", record.reason or "")
+        async with self._admission:
+            ctx = record.extra.get("ctx")
+            if not isinstance(ctx, RunContext):
+                ctx = RunContext(
+                    alert=record.alert, trace_id=record.trace_id, shadow=self._settings.shadow
+                )
+            name = promised_report_name(ctx, datetime.now(UTC))
+            page = None
+            if record.status is AlertStatus.ESCALATED and not triggered(ctx):
+                page = self._page(record, ctx, name)
+        if page is not None:
+            ctx.escalations.append(await page)  # the pager's result; it takes its time
+        async with self._admission:
+            await self._report(record, ctx, name)
+
+    async def _report(self, record: AlertRecord, ctx: RunContext, name: str) -> None:
+        reason = explain(record.reason)
         report = ReportInput(
             outcome=record.status.value,
-            model_text=ctx.report_content,
+            model_text=ctx.report_content or ctx.final_text,
             escalations=ctx.escalations,
             withheld=ctx.withheld,
             shadow=ctx.shadow,
+            budget_exceeded=ctx.budget_exceeded,
             notes=[reason] if reason else [],
-            stop_reason=record.reason if record.tool_calls else None,
+            stop_reason=record.reason if record.turns else None,
         )
-        await self._reports.write(record, report, ctx.report_filename)
+        await self._reports.write(record, report, name)
         observe_escalations(self._observer, ctx.escalations)
 
-    async def _page(self, record: AlertRecord, ctx: RunContext) -> None:
-        summary = f"[SRE agent: {record.reason}] {record.alert.summary}"[:1024]
+    def _page(
+        self, record: AlertRecord, ctx: RunContext, report_file: str
+    ) -> asyncio.Future[EscalationResult] | None:
+        """Hand the page to the pager (None in shadow mode: it is listed as withheld)."""
+        summary = f"[SRE agent: {record.reason}] {record.alert.summary}"
         if ctx.shadow:
             ctx.withheld.append(f"PagerDuty trigger ({record.reason}): {summary}")
-            return
-        result = await self._pagerduty.trigger(
+            return None
+        return self._pager.submit_trigger(
             alert=record.alert,
             summary=summary,
-            details=REASONS.get(record.reason or "", "") + "\n" + findings(record, None),
+            details=explain(record.reason) + "\n" + findings(record, ctx.final_text),
             trace_id=record.trace_id,
-            deadline=self._clock() + ESCALATION_SECONDS,
+            report_file=report_file,
         )
-        ctx.escalations.append(result)

@@ -31,19 +31,17 @@ from state import DEP_LLM, DEP_PAGERDUTY
 from telemetry import SPAN_AGENT_TURN
 from tools import (
     EscalationResult,
-    PagerDutyClient,
     Redactor,
     RunContext,
     ToolExecutor,
     ToolOutcome,
-    default_report_name,
+    promised_report_name,
 )
 from tools.executor import MAX_ARGUMENT_CHARS, ArgumentsError, decode_arguments
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-ESCALATION_SECONDS = 60.0  # a runtime escalation gets its own deadline: the run's may be spent
 # Of the (at most MAX_TOOL_CALLS_PER_TURN) calls of one message, this many run at once: the
 # model's parallelism must not become a burst against one service or the event loop.
 MAX_PARALLEL_TOOLS = 8
@@ -94,7 +92,6 @@ class Agent:
         *,
         llm: LLM,
         tools: ToolExecutor,
-        pagerduty: PagerDutyClient,
         reports: ReportWriter,
         settings: Settings,
         redactor: Redactor,
@@ -103,7 +100,6 @@ class Agent:
     ) -> None:
         self._llm = llm
         self._tools = tools
-        self._pagerduty = pagerduty
         self._reports = reports
         self._settings = settings
         self._redactor = redactor
@@ -120,17 +116,21 @@ class Agent:
         )
         record.extra["ctx"] = ctx  # a shutdown cut-off still reports what was found
         end = await self._converse(record, ctx)
-        if end.stop_reason is not None and not triggered(ctx):
-            await self._escalate(record, ctx, end)
-        status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
         record.reason = end.stop_reason or record.reason
-        await self._report(record, ctx, end, status)
-        observe_escalations(self._observer, ctx.escalations)
         self._observer.record_run(
             ok=end.stop_reason is None,
             duration_s=self._clock() - started,
             tokens=record.tokens.total,
         )
+        if end.stop_reason is not None and not triggered(ctx):
+            # The runtime escalates: the finalizer pages (or, in shadow mode, lists the page
+            # it withheld) and reports, outside this run's slot.
+            ctx.final_text, ctx.budget_exceeded = end.final_text, end.budget_exceeded
+            record.handoff = True
+            return AlertStatus.ESCALATED
+        status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
+        await self._report(record, ctx, end, status)
+        observe_escalations(self._observer, ctx.escalations)
         return status
 
     # -- the conversation ------------------------------------------------------------------
@@ -306,24 +306,6 @@ class Agent:
 
     # -- endings ----------------------------------------------------------------------------
 
-    async def _escalate(self, record: AlertRecord, ctx: RunContext, end: RunEnd) -> None:
-        """The runtime's own escalation when a limit or an LLM failure stopped the run."""
-        alert = record.alert
-        summary = f"[SRE agent stopped: {end.stop_reason}] {alert.summary}"[:1024]
-        details = findings(record, end.final_text)
-        if ctx.shadow:
-            ctx.withheld.append(f"PagerDuty trigger (runtime escalation): {summary}")
-            return
-        result = await self._pagerduty.trigger(
-            alert=alert,
-            summary=summary,
-            details=details,
-            trace_id=record.trace_id,
-            report_file=ctx.report_filename or self._default_name(record),
-            deadline=self._clock() + ESCALATION_SECONDS,
-        )
-        ctx.escalations.append(result)
-
     async def _report(
         self, record: AlertRecord, ctx: RunContext, end: RunEnd, status: AlertStatus
     ) -> None:
@@ -336,15 +318,7 @@ class Agent:
             budget_exceeded=end.budget_exceeded,
             shadow=ctx.shadow,
         )
-        await self._reports.write(record, report, ctx.report_filename or self._default_name(record))
-
-    def _default_name(self, record: AlertRecord) -> str:
-        name = record.extra.get("default_report_name")
-        if name is None:
-            name = record.extra["default_report_name"] = default_report_name(
-                record.alert, datetime.now(UTC)
-            )
-        return str(name)
+        await self._reports.write(record, report, promised_report_name(ctx, datetime.now(UTC)))
 
 
 def observe_escalations(observer: RunObserver, escalations: Sequence[EscalationResult]) -> None:

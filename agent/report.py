@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,14 +165,21 @@ def _cell(text: str) -> str:
 class ReportWriter:
     """Writes a record's report into INCIDENTS_DIR and logs the INCIDENT_REPORT line."""
 
-    def __init__(self, *, directory: Path, redactor: Redactor) -> None:
+    def __init__(
+        self, *, directory: Path, redactor: Redactor, files: Executor | None = None
+    ) -> None:
+        """`files`: the threads that write (and fsync) report files; None: the loop's default.
+        The runtime gives it its own, wider than the default: writing a burst of reports
+        (a storm, a shutdown with a long queue) waits on the disk, not on the CPU."""
         self._directory = directory
         self._redactor = redactor
+        self._files = files
 
     async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
         name = filename or default_report_name(record.alert, datetime.now(UTC))
         text = capped(self._redactor.redact(render(record, report)))  # the log line's too
-        await asyncio.to_thread(write_report, self._directory, name, text)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._files, write_report, self._directory, name, text)
         record.report_file = name
         record.outcome = report.outcome
         logger.info(

@@ -200,7 +200,6 @@ def build_agent(settings: Settings, world: FakeWorld) -> tuple[Agent, list[httpx
         tools=ToolExecutor(
             http=ops_http, settings=settings, pagerduty=pagerduty, redactor=redactor
         ),
-        pagerduty=pagerduty,
         reports=ReportWriter(directory=settings.incidents_dir, redactor=redactor),
         settings=settings,
         redactor=redactor,

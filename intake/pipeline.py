@@ -220,6 +220,7 @@ class Intake:
         self._counters = _Counters()
         self._seq = 0
         self._accepting = True
+        self._stopped = False
         self._group: asyncio.TaskGroup | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -239,12 +240,13 @@ class Intake:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close(grace_seconds=0)
 
-    async def close(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
-        """Stop: refuse new alerts, escalate what is queued, give runs `grace_seconds`, then
-        cancel them and escalate each one cut off. Idempotent."""
-        if self._group is None:
+    async def stop(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
+        """Refuse new alerts, escalate what is queued at once, give runs `grace_seconds`,
+        then cancel them and escalate each one cut off. Pages and reports are under way
+        (side tasks) when this returns; `close` waits for them. Idempotent."""
+        if self._group is None or self._stopped:
             return
-        self._accepting = False
+        self._accepting, self._stopped = False, True
         for record in self._queued_records():
             self._close_queued(record, AlertStatus.ESCALATED, "shutdown")
         await self._wait_runs(grace_seconds)
@@ -252,6 +254,20 @@ class Intake:
         await self._stop_workers(cleanup_seconds)
         for record in cut_off:
             self._finish(record, AlertStatus.ESCALATED, "shutdown_grace_exceeded", finalize=True)
+
+    async def settle(self, *, seconds: float) -> None:
+        """Wait at most `seconds` for the pages and reports under way; cancel nothing."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self._side_tasks:
+                    await asyncio.wait(list(self._side_tasks))
+
+    async def close(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
+        """`stop`, then wait at most `cleanup_seconds` for the pages and reports under way
+        (those still going then are cancelled). Idempotent."""
+        if self._group is None:
+            return
+        await self.stop(grace_seconds=grace_seconds, cleanup_seconds=cleanup_seconds)
         await self._wait_side_tasks(cleanup_seconds)
         group, self._group = self._group, None
         await group.__aexit__(None, None, None)
@@ -489,7 +505,7 @@ class Intake:
                 self._counters.failed += 1
                 self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
                 return
-            self._finish(record, status, record.reason, finalize=False)
+            self._finish(record, status, record.reason, finalize=record.handoff)
         finally:
             self._release(record)
 

@@ -70,6 +70,7 @@ class AlertRecord:
         "alert",
         "carrier",
         "enqueued_at",
+        "handoff",
         "incident_id",
         "order",
         "outcome",
@@ -106,6 +107,9 @@ class AlertRecord:
         self.turns = 0
         self.outcome: str | None = None
         self.report_file: str | None = None
+        # True when the run stopped on a limit without a page: intake's finalizer pages and
+        # reports, outside the run's slot (the pager may take its time).
+        self.handoff = False
         self._notices: list[str] | None = None
         self._tool_calls: list[ToolCallRecord] | None = None
         self._tokens: Tokens | None = None

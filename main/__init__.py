@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -25,10 +27,19 @@ from main.deps import Runtime
 from main.middleware import TraceMiddleware
 from state import RuntimeState
 from telemetry import configure_logging, setup_telemetry
-from tools import PagerDutyClient, Redactor, ToolExecutor
+from tools import Pager, PagerDutyClient, Redactor, ToolExecutor
 from tools.cloud import cloud_tools_for
+from tools.outbound import new_client
+from tools.pager import WORKERS
 
 VERSION = "0.1.0"
+OPS_CONNECTIONS = 100
+REPORT_THREADS = 16
+# SIGTERM: the process is gone within SHUTDOWN_GRACE_SECONDS + 10 s (CONTRACT §3). After the
+# grace, the pager gets what is left of this margin but REPORT_RESERVE_SECONDS, which the
+# reports written last keep; the rest of the 10 s is uvicorn's and the process's own.
+SHUTDOWN_MARGIN_SECONDS = 8.0
+REPORT_RESERVE_SECONDS = 3.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,36 +76,67 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         stack.push_async_callback(telemetry.aclose)
         telemetry.instrument_app(app)
-        http = await stack.enter_async_context(_http_client(settings))
-        telemetry.instrument_httpx(http)
-        runtime = _build(settings, http)
+        clients = [await stack.enter_async_context(client) for client in _http_clients(settings)]
+        for client in clients:
+            telemetry.instrument_httpx(client)
+        files = stack.enter_context(ThreadPoolExecutor(REPORT_THREADS, "reports"))
+        runtime = _build(settings, *clients, files=files)
+        await stack.enter_async_context(runtime.pager)
         await stack.enter_async_context(runtime.intake)
-        stack.push_async_callback(
-            runtime.intake.close, grace_seconds=settings.shutdown_grace_seconds
-        )
+        stack.push_async_callback(_shutdown, runtime)
         app.state.runtime = runtime
         yield
 
 
-def _http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one outbound client: /ops/*, PagerDuty, cloud APIs and the LLM share its pool."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.ops_timeout_seconds, connect=5.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        follow_redirects=False,
+def _http_clients(settings: Settings) -> tuple[httpx.AsyncClient, ...]:
+    """One client per kind of traffic, so none can starve or break another: monitored
+    services and cloud APIs; the LLM; PagerDuty (only the pager's workers use it)."""
+    ops_timeout = httpx.Timeout(settings.ops_timeout_seconds, connect=5.0)
+    return (
+        new_client(timeout=ops_timeout, max_connections=OPS_CONNECTIONS, max_keepalive=20),
+        new_client(timeout=httpx.Timeout(120.0, connect=10.0), max_connections=20),
+        new_client(timeout=httpx.Timeout(10.0, connect=5.0), max_connections=WORKERS + 2),
     )
 
 
-def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
+async def _shutdown(runtime: Runtime) -> None:
+    """SIGTERM (the lifespan's end), within SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS:
+    queued alerts are escalated at once and runs get the grace, cut-offs are escalated;
+    pages and reports then get the margin. A page still undelivered when only
+    REPORT_RESERVE_SECONDS are left is given up, and its report (written last) says so."""
+    grace = runtime.settings.shutdown_grace_seconds
+    end = time.monotonic() + grace + SHUTDOWN_MARGIN_SECONDS
+
+    def left() -> float:
+        return max(end - time.monotonic(), 0.0)
+
+    runtime.pager.hurry()
+    await runtime.intake.stop(grace_seconds=grace, cleanup_seconds=REPORT_RESERVE_SECONDS)
+    await runtime.intake.settle(seconds=left() - REPORT_RESERVE_SECONDS)
+    await runtime.pager.close(seconds=0)
+    await runtime.intake.close(grace_seconds=0, cleanup_seconds=left())
+
+
+def _build(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    llm_http: httpx.AsyncClient,
+    pager_http: httpx.AsyncClient,
+    *,
+    files: ThreadPoolExecutor,
+) -> Runtime:
     state = RuntimeState()
     cloud = cloud_tools_for(settings, http)  # one instance: its token cache is shared
     redactor = Redactor(settings.secret_values())
-    pagerduty = PagerDutyClient(http=http, settings=settings)
-    reports = ReportWriter(directory=settings.incidents_dir, redactor=redactor)
+    pager = Pager(
+        client=PagerDutyClient(http=pager_http, settings=settings),
+        max_per_minute=settings.pagerduty_max_events_per_minute,
+    )
+    reports = ReportWriter(directory=settings.incidents_dir, redactor=redactor, files=files)
     client = openai.AsyncOpenAI(
         base_url=settings.llm_api_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
-        http_client=http,
+        http_client=llm_http,
         max_retries=0,
     )
     agent = Agent(
@@ -102,12 +144,11 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
         tools=ToolExecutor(
             http=http,
             settings=settings,
-            pagerduty=pagerduty,
+            pagerduty=pager,
             redactor=redactor,
             observer=state,
             cloud=cloud,
         ),
-        pagerduty=pagerduty,
         reports=reports,
         settings=settings,
         redactor=redactor,
@@ -115,7 +156,7 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
     )
     intake = Intake(
         runner=agent,
-        finalize=Finalizer(pagerduty=pagerduty, reports=reports, settings=settings, observer=state),
+        finalize=Finalizer(pager=pager, reports=reports, settings=settings, observer=state),
         limits=Limits(
             concurrency=settings.max_concurrent_alerts,
             queue_size=settings.max_queue_size,
@@ -131,7 +172,7 @@ def _build(settings: Settings, http: httpx.AsyncClient) -> Runtime:
         http=http,
         state=state,
         intake=intake,
-        pagerduty=pagerduty,
+        pager=pager,
         reports=reports,
         cloud=cloud,
         redactor=redactor,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from agent import ReportWriter
     from intake import Intake
     from state import RuntimeState
-    from tools import CloudTools, PagerDutyClient, Redactor
+    from tools import CloudTools, Pager, Redactor
 
 
 @dataclass(slots=True)
@@ -25,7 +25,7 @@ class Runtime:
     http: httpx.AsyncClient
     state: RuntimeState
     intake: Intake
-    pagerduty: PagerDutyClient
+    pager: Pager
     reports: ReportWriter
     cloud: CloudTools
     redactor: Redactor

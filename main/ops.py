@@ -188,7 +188,7 @@ def _overall(checks: list[CheckResult]) -> HealthStatus:
 
 
 async def _check_pagerduty(runtime: Runtime) -> str | None:
-    ok, detail = await runtime.pagerduty.probe()
+    ok, detail = await runtime.pager.probe()
     if not ok:
         raise CheckFailed(detail)
     return str(detail) if detail else None

@@ -18,6 +18,7 @@ from state import RuntimeState
 from tests.conftest import SettingsFactory
 from tests.fakes.gcp import make_fake_gcp
 from tests.fakes.server import serve
+from tools import Redactor
 from tools.cloud import cloud_tools_for
 from tools.gcp_auth import NO_CREDENTIALS
 
@@ -44,9 +45,10 @@ async def ops_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
                 http=http,
                 state=RuntimeState(),
                 intake=StubIntake(),  # type: ignore[arg-type]
-                pagerduty=StubPagerDuty(),  # type: ignore[arg-type]
+                pager=StubPagerDuty(),  # type: ignore[arg-type]
                 reports=None,  # type: ignore[arg-type]
                 cloud=cloud_tools_for(settings, http),
+                redactor=Redactor(()),
             )
             yield
 

@@ -23,6 +23,7 @@ from main.ops import router
 from state import RuntimeState
 from telemetry import APP_LOGGERS
 from tests.conftest import TEST_SECRETS, SettingsFactory
+from tools import Redactor
 from tools.cloud import NotConfiguredCloud
 
 
@@ -75,9 +76,10 @@ async def open_harness(settings: Settings) -> AsyncIterator[Harness]:
                 http=http,
                 state=RuntimeState(),
                 intake=intake,
-                pagerduty=pagerduty,
+                pager=pagerduty,  # type: ignore[arg-type]
                 reports=None,  # not used by /ops/*
                 cloud=NotConfiguredCloud(),
+                redactor=Redactor(()),
             )
             yield
 

@@ -1,23 +1,27 @@
 """Tools: what the agent can do (CONTRACT §4), behind guardrails, with redacted results.
 
 The agent loop needs only `ToolExecutor` (definitions + execute), `RunContext` and
-`ToolOutcome`; the runtime also uses `PagerDutyClient` (escalations outside a run, the
-health probe), `default_report_name` and `write_report`.
+`ToolOutcome`; the runtime also uses `Pager` (every PagerDuty event, through one bounded
+sender), `PagerDutyClient` (what the pager sends with), `promised_report_name` and
+`write_report`.
 """
 
 from tools.cloud import CloudTools, NotConfiguredCloud
 from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
 from tools.executor import ToolExecutor
-from tools.pagerduty import EscalationResult, PagerDutyClient, severity_for
+from tools.pager import Pager
+from tools.pagerduty import EscalationResult, PagerDutyClient, PagerDutyEvents, severity_for
 from tools.redact import Redactor
-from tools.reports import default_report_name, write_report
+from tools.reports import default_report_name, promised_report_name, write_report
 
 __all__ = [
     "CloudTools",
     "EscalationResult",
     "NotConfiguredCloud",
+    "Pager",
     "PagerDutyClient",
+    "PagerDutyEvents",
     "Redactor",
     "Refused",
     "RunContext",
@@ -25,6 +29,7 @@ __all__ = [
     "ToolExecutor",
     "ToolOutcome",
     "default_report_name",
+    "promised_report_name",
     "severity_for",
     "write_report",
 ]

@@ -21,6 +21,8 @@ class RunContext:
     report_content: str | None = None  # set by write_incident_report
     report_filename: str | None = None  # the safe name chosen for this incident's report
     read_cache: dict[str, str] = field(default_factory=dict)
+    final_text: str | None = None  # the model's last words, when a limit ended the run
+    budget_exceeded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

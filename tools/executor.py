@@ -29,7 +29,7 @@ from tools.cloud import CloudTools, NotConfiguredCloud
 from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
 from tools.handlers import TOOLS
-from tools.pagerduty import PagerDutyClient
+from tools.pagerduty import PagerDutyEvents
 from tools.redact import Redactor
 from tools.registry import DependencyObserver, NoObserver, Tool, ToolDeps
 
@@ -99,7 +99,7 @@ class ToolExecutor:
         *,
         http: httpx.AsyncClient,
         settings: Settings,
-        pagerduty: PagerDutyClient,
+        pagerduty: PagerDutyEvents,
         redactor: Redactor | None = None,
         cloud: CloudTools | None = None,
         observer: DependencyObserver | None = None,

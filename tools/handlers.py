@@ -37,7 +37,7 @@ from tools.guardrails import (
 from tools.ops import call_ops
 from tools.pagerduty import EscalationResult
 from tools.registry import ALWAYS_WRITES, JsonObject, Tool, ToolDeps
-from tools.reports import default_report_name, write_report
+from tools.reports import promised_report_name, write_report
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -125,7 +125,7 @@ async def escalate_pagerduty(deps: ToolDeps, args: EscalateArgs, ctx: RunContext
         severity=args.severity,
         details=deps.redactor.redact(args.details) if args.details else None,
         trace_id=ctx.trace_id,
-        report_file=ctx.report_filename,
+        report_file=promised_report_name(ctx, deps.now()),
         deadline=ctx.deadline,
     )
     ctx.escalations.append(result)
@@ -153,8 +153,7 @@ async def write_incident_report(deps: ToolDeps, args: ReportArgs, ctx: RunContex
     requested = check_report_filename(args.filename) if args.filename else None
     previous = ctx.report_filename
     # Chosen before the first await: concurrent calls in one turn agree on one file.
-    filename = previous or requested or default_report_name(ctx.alert, deps.now())
-    ctx.report_filename = filename
+    filename = promised_report_name(ctx, deps.now(), requested)
     content = deps.redactor.redact(args.content)
     truncated = len(content) > MAX_REPORT_CHARS
     content = content[:MAX_REPORT_CHARS]

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from tenacity import (
@@ -82,7 +82,11 @@ def _retry_after(state: RetryCallState) -> float | None:
     outcome = state.outcome
     if outcome is None or outcome.failed:
         return None
-    value = outcome.result().headers.get("retry-after", "")
+    return _retry_after_seconds(outcome.result())
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
     try:
         seconds = float(value)
     except ValueError:
@@ -100,6 +104,57 @@ def _last_outcome(state: RetryCallState) -> httpx.Response:
     assert state.outcome is not None  # tenacity calls this only after an attempt
     response: httpx.Response = state.outcome.result()
     return response
+
+
+class PagerDutyEvents(Protocol):
+    """What the agent, its tools and the finalizer page through (`tools.pager.Pager`)."""
+
+    async def trigger(
+        self,
+        *,
+        alert: Alert,
+        summary: str,
+        severity: str | None = None,
+        details: str | None = None,
+        trace_id: str,
+        report_file: str | None = None,
+        deadline: float | None = None,
+    ) -> EscalationResult: ...
+
+    async def acknowledge(
+        self, *, dedup_key: str, trace_id: str, deadline: float | None = None
+    ) -> EscalationResult: ...
+
+    async def resolve(
+        self, *, dedup_key: str, trace_id: str, deadline: float | None = None
+    ) -> EscalationResult: ...
+
+    async def probe(self) -> tuple[bool, str]: ...
+
+
+class RateGate:
+    """PagerDuty rate-limits per integration key: after a 429, every sender waits out its
+    `Retry-After` before the next attempt, not only the one that was refused."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self._until = max(self._until, self._clock() + seconds)
+
+    async def wait(self, deadline: float | None) -> None:
+        """Sleep until the pause is over (or, at most, until `deadline`)."""
+        until = self._until if deadline is None else min(self._until, deadline)
+        delay = until - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
 
 
 class _StopAtDeadline(stop_base):
@@ -125,11 +180,13 @@ class PagerDutyClient:
         settings: Settings,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        gate: RateGate | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
         self._sleep = sleep
         self._clock = clock
+        self._gate = gate or RateGate(clock=clock, sleep=sleep)
         self._redactor = Redactor(settings.secret_values())
         self._rest = PagerDutyRest(http=http, settings=settings, sleep=sleep, clock=clock)
 
@@ -145,7 +202,20 @@ class PagerDutyClient:
         deadline: float | None = None,
     ) -> EscalationResult:
         """Page a human for this alert's incident (dedup key = incident id)."""
-        event = self._trigger_event(alert, summary, severity, details, trace_id, report_file)
+        event = self.trigger_event(
+            alert=alert,
+            summary=summary,
+            severity=severity,
+            details=details,
+            trace_id=trace_id,
+            report_file=report_file,
+        )
+        return await self.send_trigger(event, trace_id=trace_id, deadline=deadline)
+
+    async def send_trigger(
+        self, event: dict[str, Any], *, trace_id: str, deadline: float | None = None
+    ) -> EscalationResult:
+        """Send a built trigger event, then hand it to the escalation policy when set."""
         result = await self._send(event, trace_id=trace_id, deadline=deadline)
         if result.ok and self._settings.pagerduty_escalation_policy_id:
             result.policy_handoff = await self._rest.hand_off(
@@ -169,23 +239,26 @@ class PagerDutyClient:
         """Is the REST API reachable with the token? For `/ops/health`."""
         return await self._rest.probe()
 
-    def _trigger_event(
+    def trigger_event(
         self,
+        *,
         alert: Alert,
         summary: str,
-        severity: str | None,
-        details: str | None,
+        severity: str | None = None,
+        details: str | None = None,
         trace_id: str,
-        report_file: str | None,
+        report_file: str | None = None,
     ) -> dict[str, Any]:
+        """The Events API v2 trigger for this alert's incident (without the routing key)."""
         service = alert.service or "unknown"
+        text = self._redactor.redact(summary.strip() or alert.summary or alert.incident_id)
         payload: dict[str, Any] = {
-            "summary": (summary.strip() or alert.summary or alert.incident_id)[:MAX_SUMMARY_CHARS],
+            "summary": text[:MAX_SUMMARY_CHARS],
             "source": service,
             "severity": self._severity(alert, severity),
             "component": service,
             "custom_details": {
-                "findings": details,
+                "findings": self._redactor.redact(details) if details else details,
                 "trace_id": trace_id,
                 "report_file": report_file,
                 "incident_id": alert.incident_id,
@@ -222,13 +295,17 @@ class PagerDutyClient:
 
         async def attempt() -> httpx.Response:
             nonlocal attempts
+            await self._gate.wait(deadline)
             attempts += 1
-            return await self._http.post(
+            response = await self._http.post(
                 self._settings.pagerduty_events_url,
                 json=body,
                 headers={"X-Trace-Id": trace_id},
                 timeout=self._attempt_timeout(deadline),
             )
+            if response.status_code == 429:
+                self._gate.pause(_retry_after_seconds(response) or 1.0)
+            return response
 
         try:
             response: httpx.Response = await self._retrying(deadline)(attempt)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from config import Settings
 from tools.cloud import CloudTools
 from tools.context import RunContext
-from tools.pagerduty import PagerDutyClient
+from tools.pagerduty import PagerDutyEvents
 from tools.redact import Redactor
 
 JsonObject = dict[str, Any]
@@ -48,7 +48,7 @@ class ToolDeps:
 
     http: httpx.AsyncClient
     settings: Settings
-    pagerduty: PagerDutyClient
+    pagerduty: PagerDutyEvents
     cloud: CloudTools
     redactor: Redactor
     now: Callable[[], datetime] = field(default=_utcnow)

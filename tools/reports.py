@@ -16,6 +16,7 @@ from pathlib import Path
 
 from intake.sanitize import cut
 from models import Alert
+from tools.context import RunContext
 from tools.errors import Refused
 
 MAX_REPORT_CHARS = 256 * 1024  # "256 KiB", counted in characters like every cut
@@ -33,6 +34,15 @@ def default_report_name(alert: Alert, now: datetime) -> str:
     service = _safe_part(alert.service or "unknown", 63)
     incident = _safe_part(alert.incident_id, 120)
     return f"{stamp}-{service}-{incident}.md"
+
+
+def promised_report_name(ctx: RunContext, now: datetime, requested: str | None = None) -> str:
+    """The run's report file name, fixed the first time it is promised: by a page (whose
+    `report_file` must name the file that will hold the findings) or by a report written.
+    Before that, the model's safe `requested` name is taken; after, the promise stands."""
+    if ctx.report_filename is None:
+        ctx.report_filename = requested or default_report_name(ctx.alert, now)
+    return ctx.report_filename
 
 
 def report_path(directory: Path, filename: str) -> Path:

@@ -7,6 +7,7 @@
     pd.events_script.extend([Scripted(429, headers={"Retry-After": "0"}), Scripted(202)])
     pd.events_default = Scripted(500)        # every unscripted event fails
     pd.events                                # recorded enqueue requests (json bodies)
+    pd.rate_limit = 10                       # like PagerDuty: 429 + Retry-After above 10 / window
 
 Accepted triggers create an incident (id `Q0001`, ...) keyed by dedup key, so the
 escalation-policy hand-off can find it; `lookup_misses` hides it from the first N lookups
@@ -15,6 +16,8 @@ escalation-policy hand-off can find it; `lookup_misses` hides it from the first 
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +55,10 @@ class FakePagerDuty:
     events: list[RecordedRequest] = field(default_factory=list)
     rest: list[RecordedRequest] = field(default_factory=list)
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rate_limit: int | None = None  # events accepted per `rate_window` seconds; then 429
+    rate_window: float = 60.0
+    accepted_at: deque[float] = field(default_factory=deque)
+    throttled: int = 0
 
     def settings_for(self, base_url: str) -> dict[str, str]:
         """Settings overrides pointing the client at this fake."""
@@ -64,6 +71,9 @@ class FakePagerDuty:
         return [r for r in self.rest if r.method == "PUT"]
 
     def enqueue(self, event: dict[str, Any]) -> Response:
+        refusal = self._over_rate()
+        if refusal is not None:
+            return refusal
         scripted = self.events_script.popleft() if self.events_script else self.events_default
         ok = {
             "status": "success",
@@ -73,6 +83,21 @@ class FakePagerDuty:
         if 200 <= scripted.status < 300 and event.get("event_action") == "trigger":
             self._open_incident(str(event.get("dedup_key")))
         return scripted.response(ok if scripted.status < 300 else {"status": "error"})
+
+    def _over_rate(self) -> Response | None:
+        """PagerDuty's per-integration-key rate limit: 429 with `Retry-After` when full."""
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        while self.accepted_at and now - self.accepted_at[0] >= self.rate_window:
+            self.accepted_at.popleft()
+        if len(self.accepted_at) < self.rate_limit:
+            self.accepted_at.append(now)
+            return None
+        self.throttled += 1
+        wait = self.rate_window - (now - self.accepted_at[0])
+        body = {"status": "throttle event", "message": "Requests for this service are throttled"}
+        return JSONResponse(body, status_code=429, headers={"Retry-After": str(math.ceil(wait))})
 
     def _open_incident(self, dedup_key: str) -> None:
         if dedup_key not in self.incidents:
