@@ -12,7 +12,14 @@ import sys
 
 from bench._common import ROOT, environment
 
-BENCHMARKS = ("bench_state", "intake_throughput", "agent_overhead", "webhook_load", "footprint")
+BENCHMARKS = (
+    "bench_state",
+    "intake_throughput",
+    "agent_overhead",
+    "webhook_load",
+    "footprint",
+    "pager_storm",
+)
 TIMEOUT_SECONDS = 600
 
 

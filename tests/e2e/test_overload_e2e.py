@@ -1,0 +1,163 @@
+"""Overload, on the real process (`uvicorn main:app` as a subprocess) over loopback:
+an escalation storm must neither block the server nor lose a page, and SIGTERM with a huge
+queue must exit within its budget with every alert paged (or coalesced) and reported.
+
+The fakes run in the test process; the fake PagerDuty enforces a rate limit like the real
+Events API. Watching the subprocess's files and the fake's records is a bounded poll: a
+process offers no event to await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import TEST_SECRETS
+from tests.e2e.test_shutdown_e2e import runtime_environment, uvicorn_process
+from tests.fakes.llm import FakeLLM, say
+from tests.fakes.ops_service import make_ops_service
+from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
+from tests.fakes.server import serve
+
+TOKEN = {"auth_token": TEST_SECRETS["ops_auth_token"]}
+
+
+def alertmanager_body(first: int, count: int, job: str) -> dict[str, Any]:
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": f"Storm{n}", "job": job, "severity": "warning"},
+            "annotations": {"summary": f"storm alert {n}"},
+            "startsAt": "2026-11-30T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": f"{n:08x}",
+        }
+        for n in range(first, first + count)
+    ]
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname=~"Storm.*"}',
+        "status": "firing",
+        "receiver": "sre-agent",
+        "groupLabels": {},
+        "commonLabels": {"job": job},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.local:9093",
+        "truncatedAlerts": 0,
+        "alerts": alerts,
+    }
+
+
+def paged_incidents(pagerduty: FakePagerDuty) -> set[str]:
+    """Every incident id a delivered trigger names: its own dedup key, or a storm's list."""
+    named: set[str] = set()
+    for event in (e.json for e in pagerduty.events):
+        if event.get("event_action") != "trigger":
+            continue
+        if event["dedup_key"].startswith("storm:"):
+            named.update(event["payload"]["custom_details"]["incident_ids"])
+        else:
+            named.add(event["dedup_key"])
+    return named
+
+
+async def until(condition: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def probe_health(url: str, stop: asyncio.Event, samples: list[float]) -> None:
+    async with httpx.AsyncClient() as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = await client.get(f"{url}/health")
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 200
+            await asyncio.sleep(0.01)
+
+
+async def test_a_5000_alert_storm_is_paged_coalesced_while_health_stays_fast(
+    tmp_path: Path,
+) -> None:
+    pd_app, pagerduty = make_fake_pagerduty(rate_limit=120)
+    worker_app, _ = make_ops_service(name="worker", token=TEST_SECRETS["ops_auth_token"])
+    async with (
+        serve(FakeLLM(script=[]).app()) as llm_url,
+        serve(pd_app) as pd_url,
+        serve(worker_app) as worker_url,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        env = runtime_environment(tmp_path, llm_url, pd_url, worker_url)
+        env["WEBHOOK_MAX_BODY_BYTES"] = str(4 * 1024 * 1024)
+        async with uvicorn_process(env, tmp_path / "runtime.log") as (_process, url):
+            stop, samples = asyncio.Event(), []
+            prober = asyncio.create_task(probe_health(url, stop, samples))
+            body = alertmanager_body(0, 5000, job="not-registered")
+            response = await client.post(f"{url}/webhook/alertmanager", json=body, params=TOKEN)
+            reports = tmp_path / "incidents"
+            await until(lambda: len(list(reports.glob("*.md"))) >= 5000, seconds=120)
+            stop.set()
+            await prober
+    results = response.json()["alerts"]
+    assert response.status_code == 202
+    assert len(results) == 5000
+    assert {(r["status"], r["reason"]) for r in results} == {("escalated", "unknown_service")}
+    assert paged_incidents(pagerduty) == {r["incident_id"] for r in results}
+    singles = [e for e in pagerduty.events if not e.json["dedup_key"].startswith("storm:")]
+    assert len(singles) <= 60  # PAGERDUTY_MAX_EVENTS_PER_MINUTE's default
+    assert pagerduty.throttled == 0  # the pager kept under PagerDuty's own limit
+    p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
+    assert p99 < 0.1, f"/health p99 {p99 * 1000:.0f} ms over {len(samples)} probes"
+
+
+async def test_sigterm_with_20000_queued_exits_in_budget_with_every_alert_paged_and_reported(
+    tmp_path: Path,
+) -> None:
+    held = asyncio.Event()
+    llm = FakeLLM(script=[say("never seen", hold=held)])
+    pd_app, pagerduty = make_fake_pagerduty(rate_limit=120)
+    worker_app, _ = make_ops_service(name="worker", token=TEST_SECRETS["ops_auth_token"])
+    grace = 5.0
+    async with (
+        serve(llm.app()) as llm_url,
+        serve(pd_app) as pd_url,
+        serve(worker_app) as worker_url,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        env = runtime_environment(tmp_path, llm_url, pd_url, worker_url)
+        env |= {
+            "MAX_QUEUE_SIZE": "30000",
+            "MAX_CONCURRENT_ALERTS": "1",
+            "WEBHOOK_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+            "SHUTDOWN_GRACE_SECONDS": str(grace),
+        }
+        try:
+            async with uvicorn_process(env, tmp_path / "runtime.log") as (process, url):
+                accepted: list[dict[str, Any]] = []
+                for first in range(0, 20_000, 5000):
+                    body = alertmanager_body(first, 5000, job="worker")
+                    response = await client.post(
+                        f"{url}/webhook/alertmanager", json=body, params=TOKEN
+                    )
+                    accepted += response.json()["alerts"]
+                await llm.wait_for_requests(1)  # one run holds the only slot
+                process.send_signal(signal.SIGTERM)
+                stopped_at = time.monotonic()
+                await asyncio.wait_for(process.wait(), grace + 10)
+                took = time.monotonic() - stopped_at
+        finally:
+            held.set()
+    assert [a["status"] for a in accepted] == ["queued"] * 20_000
+    assert took < grace + 10
+    reports = list((tmp_path / "incidents").glob("*.md"))
+    assert len(reports) == 20_000
+    assert paged_incidents(pagerduty) == {a["incident_id"] for a in accepted}
+    assert pagerduty.throttled == 0
