@@ -17,10 +17,10 @@ import json
 import sys
 from typing import Any
 
-from tests.fakes.llm import FakeLLM, Step, say
-from tests.fakes.ops_service import make_ops_service
-from tests.fakes.pagerduty import make_fake_pagerduty
-from tests.fakes.server import serve
+from demo.simulators.llm import FakeLLM, Step, say
+from demo.simulators.ops_service import make_ops_service
+from demo.simulators.pagerduty import make_fake_pagerduty
+from demo.simulators.server import serve
 
 
 def delayed_answers(delay: float) -> FakeLLM:

@@ -31,13 +31,13 @@ import httpx
 
 from bench._common import TOKEN, gcp_payload, met, settings_values, write_result
 from config import ServiceEntry, load_settings
+from demo.simulators.llm import FakeLLM
+from demo.simulators.pagerduty import make_fake_pagerduty
+from demo.simulators.server import serve
 from intake import AlertRecord, Intake, Limits
 from intake.parsers import decode_json, parse_webhook
 from main import create_app
 from models import Alert, AlertStatus, Provider
-from tests.fakes.llm import FakeLLM
-from tests.fakes.pagerduty import make_fake_pagerduty
-from tests.fakes.server import serve
 
 ALERTS = 100_000
 SERVICES = 1_000

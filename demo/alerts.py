@@ -128,3 +128,31 @@ def payments_errors(error_ratio: float) -> Threshold:
         observed=error_ratio,
         severity="Critical",
     )
+
+
+def alertmanager_storm(first: int, count: int, *, job: str) -> dict[str, Any]:
+    """One Alertmanager webhook (v4) carrying `count` firing alerts for `job`, each its own
+    incident (`fingerprint` = `first`.. as 8 hex digits): an alert storm in one request."""
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": f"Storm{n}", "job": job, "severity": "warning"},
+            "annotations": {"summary": f"storm alert {n}"},
+            "startsAt": "2026-11-30T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": f"{n:08x}",
+        }
+        for n in range(first, first + count)
+    ]
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname=~"Storm.*"}',
+        "status": "firing",
+        "receiver": "sre-agent",
+        "groupLabels": {},
+        "commonLabels": {"job": job},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.local:9093",
+        "truncatedAlerts": 0,
+        "alerts": alerts,
+    }

@@ -26,10 +26,10 @@ from demo.console import Console, describe_call, ok_mark
 from demo.scripted_llm import LABEL as SCRIPTED_LABEL
 from demo.scripted_llm import paced, scripted_llm
 from demo.services import CheckoutService, PaymentsService
+from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
+from demo.simulators.server import serve
 from main import create_app
 from telemetry import json_handler
-from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
-from tests.fakes.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / "demo" / ".run"

@@ -1,4 +1,4 @@
-"""A scripted stand-in for a real model: a reactive policy for `tests.fakes.llm.FakeLLM`.
+"""A scripted stand-in for a real model: a reactive policy for `demo.simulators.llm.FakeLLM`.
 
 It reads the conversation the runtime sends (the first message names the target service;
 tool results arrive in delimited blocks) and decides like a careful SRE:
@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.fakes.llm import Call, FakeLLM, Step, say, tools
+from demo.simulators.llm import Call, FakeLLM, Step, say, tools
 
 LABEL = "scripted local LLM — set LLM_API_KEY to use a real model"
 

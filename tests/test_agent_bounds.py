@@ -20,11 +20,11 @@ from agent import LLM, Agent, ReportWriter
 from agent.completion import TOO_DEEP
 from agent.loop import MAX_PARALLEL_TOOLS
 from config import Settings
+from demo.simulators.llm import deep_answer
 from intake import AlertRecord
 from models import AlertStatus
 from tests.conftest import SettingsFactory
 from tests.fakes.contexts import run_context
-from tests.fakes.llm import deep_answer
 from tools import PagerDutyClient, Redactor, ToolExecutor
 from tools.executor import MAX_ARGUMENT_CHARS
 

@@ -19,12 +19,12 @@ import pytest
 from fastapi import FastAPI
 
 from config import Settings
+from demo.simulators.server import serve
 from intake import Intake, Limits, pipeline
 from main import alerts, errors
 from models import Alert, AlertList, AlertState, AlertStatus, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
-from tests.fakes.server import serve
 
 AUTH = {"Authorization": f"Bearer {TEST_SECRETS['ops_auth_token']}"}
 BIG_QUEUE = 20_000

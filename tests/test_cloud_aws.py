@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from config import ConfigError, Settings
+from demo.simulators.pagerduty import Scripted
+from demo.simulators.server import serve
 from tests.conftest import SettingsFactory
 from tests.fakes.aws import FakeAws, load, make_fake_aws
 from tests.fakes.contexts import run_context
-from tests.fakes.pagerduty import Scripted
-from tests.fakes.server import serve
 from tools import RunContext
 from tools.arguments import QueryLogsArgs, QueryMetricsArgs
 from tools.aws_sigv4 import NO_CREDENTIALS

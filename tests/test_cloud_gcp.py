@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from config import Settings
+from demo.simulators.pagerduty import Scripted
+from demo.simulators.server import serve
 from tests.conftest import SettingsFactory
 from tests.fakes.contexts import run_context
 from tests.fakes.gcp import FakeGcp, load, make_fake_gcp
-from tests.fakes.pagerduty import Scripted
-from tests.fakes.server import serve
 from tools import PagerDutyClient, RunContext, ToolExecutor
 from tools.arguments import QueryLogsArgs, QueryMetricsArgs
 from tools.cloud import cloud_tools_for

@@ -12,12 +12,12 @@ import pytest
 from fastapi import FastAPI
 
 from config import Settings
+from demo.simulators.server import serve
 from main.deps import Runtime
 from main.ops import router
 from state import RuntimeState
 from tests.conftest import SettingsFactory
 from tests.fakes.gcp import make_fake_gcp
-from tests.fakes.server import serve
 from tools import Redactor
 from tools.cloud import cloud_tools_for
 from tools.gcp_auth import NO_CREDENTIALS

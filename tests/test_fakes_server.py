@@ -3,7 +3,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.fakes.server import serve
+from demo.simulators.server import serve
 
 
 async def test_serve_runs_a_real_server_and_stops_it() -> None:

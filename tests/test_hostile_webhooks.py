@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demo.simulators.llm import FakeLLM
 from intake.parsers import Screen, decode_json, parse_webhook
 from intake.sanitize import REPLACEMENT
 from models import Alert, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.llm import FakeLLM
 from tests.fakes.stack import Stack, running_stack
 from tools.redact import Redactor
 

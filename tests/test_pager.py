@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.simulators.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
+from demo.simulators.server import serve
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
-from tests.fakes.server import serve
 from tests.test_pagerduty import FakeTime, make_alert
 from tools import pager as pager_module
 from tools.pager import Pager

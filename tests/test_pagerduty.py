@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from config import Settings
+from demo.simulators.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
+from demo.simulators.server import serve
 from models import Alert, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
-from tests.fakes.server import serve
 from tools.pagerduty import PagerDutyClient, dedup_key_for, severity_for
 
 

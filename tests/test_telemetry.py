@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from demo.simulators.server import serve
 from state import RuntimeState
 from telemetry import (
     ALL_METRICS,
@@ -40,7 +41,6 @@ from telemetry import (
     trace_id_var,
 )
 from tests.fakes.otlp import OtlpReceiver
-from tests.fakes.server import serve
 
 
 @pytest.fixture

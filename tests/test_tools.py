@@ -20,11 +20,11 @@ import tools.executor
 import tools.handlers
 import tools.ops
 from config import Settings
+from demo.simulators.ops_service import FakeOpsService, make_ops_service
+from demo.simulators.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
+from demo.simulators.server import serve
 from tests.conftest import TEST_SECRETS, SettingsFactory
 from tests.fakes.contexts import run_context
-from tests.fakes.ops_service import FakeOpsService, make_ops_service
-from tests.fakes.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
-from tests.fakes.server import serve
 from tools import PagerDutyClient, RunContext, ToolExecutor, ToolOutcome
 from tools.arguments import QueryLogsArgs, QueryMetricsArgs
 

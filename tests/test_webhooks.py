@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.simulators.llm import FakeLLM
 from main.errors import ClientError
 from main.webhooks import _read_body
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.llm import FakeLLM
 from tests.fakes.stack import Stack, running_stack
 
 TOKEN = TEST_SECRETS["ops_auth_token"]

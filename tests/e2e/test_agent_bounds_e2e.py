@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from demo.simulators.llm import Call, FakeLLM, deep_answer, say, tools, verbatim
 from tests.conftest import SettingsFactory
-from tests.fakes.llm import Call, FakeLLM, deep_answer, say, tools, verbatim
 from tests.fakes.stack import Stack, running_stack
 
 NOT_RUN = "not run: a message may make at most 16 tool calls (MAX_TOOL_CALLS_PER_TURN)"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from demo.simulators.llm import Call, FakeLLM, fail, say, tools
+from demo.simulators.pagerduty import Scripted
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.llm import Call, FakeLLM, fail, say, tools
-from tests.fakes.pagerduty import Scripted
 from tests.fakes.stack import running_stack
 
 

@@ -8,8 +8,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from demo.simulators.llm import FakeLLM
 from tests.conftest import SettingsFactory
-from tests.fakes.llm import FakeLLM
 from tests.fakes.policies import incident_of, status_then_conclude
 from tests.fakes.stack import Stack, running_stack
 

@@ -18,56 +18,18 @@ from typing import Any
 
 import httpx
 
+from demo.alerts import alertmanager_storm
+from demo.simulators.llm import FakeLLM, say
+from demo.simulators.ops_service import make_ops_service
+from demo.simulators.pagerduty import make_fake_pagerduty
+from demo.simulators.server import serve
 from tests.conftest import TEST_SECRETS
 from tests.e2e.test_shutdown_e2e import runtime_environment, uvicorn_process
-from tests.fakes.llm import FakeLLM, say
-from tests.fakes.ops_service import make_ops_service
-from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
-from tests.fakes.server import serve
 
 TOKEN = {"auth_token": TEST_SECRETS["ops_auth_token"]}
 # Reports are written at about 1,000/s on this 2-core machine (fsync, redaction, the
 # INCIDENT_REPORT line): 10,000 fit in grace 10 s + 8 s with room; 20,000 do not (~19,000).
 QUEUED = 10_000
-
-
-def alertmanager_body(first: int, count: int, job: str) -> dict[str, Any]:
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {"alertname": f"Storm{n}", "job": job, "severity": "warning"},
-            "annotations": {"summary": f"storm alert {n}"},
-            "startsAt": "2026-11-30T10:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "fingerprint": f"{n:08x}",
-        }
-        for n in range(first, first + count)
-    ]
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname=~"Storm.*"}',
-        "status": "firing",
-        "receiver": "sre-agent",
-        "groupLabels": {},
-        "commonLabels": {"job": job},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.local:9093",
-        "truncatedAlerts": 0,
-        "alerts": alerts,
-    }
-
-
-def paged_incidents(pagerduty: FakePagerDuty) -> set[str]:
-    """Every incident id a delivered trigger names: its own dedup key, or a storm's list."""
-    named: set[str] = set()
-    for event in (e.json for e in pagerduty.events):
-        if event.get("event_action") != "trigger":
-            continue
-        if event["dedup_key"].startswith("storm:"):
-            named.update(event["payload"]["custom_details"]["incident_ids"])
-        else:
-            named.add(event["dedup_key"])
-    return named
 
 
 async def until(condition: Any, seconds: float) -> None:
@@ -103,7 +65,7 @@ async def test_a_5000_alert_storm_is_paged_coalesced_while_health_stays_fast(
         async with uvicorn_process(env, tmp_path / "runtime.log") as (_process, url):
             stop, samples = asyncio.Event(), []
             prober = asyncio.create_task(probe_health(url, stop, samples))
-            body = alertmanager_body(0, 5000, job="not-registered")
+            body = alertmanager_storm(0, 5000, job="not-registered")
             response = await client.post(f"{url}/webhook/alertmanager", json=body, params=TOKEN)
             reports = tmp_path / "incidents"
             await until(lambda: len(list(reports.glob("*.md"))) >= 5000, seconds=120)
@@ -113,7 +75,7 @@ async def test_a_5000_alert_storm_is_paged_coalesced_while_health_stays_fast(
     assert response.status_code == 202
     assert len(results) == 5000
     assert {(r["status"], r["reason"]) for r in results} == {("escalated", "unknown_service")}
-    assert paged_incidents(pagerduty) == {r["incident_id"] for r in results}
+    assert pagerduty.paged_incidents() == {r["incident_id"] for r in results}
     singles = [e for e in pagerduty.events if not e.json["dedup_key"].startswith("storm:")]
     assert len(singles) <= 60  # PAGERDUTY_MAX_EVENTS_PER_MINUTE's default
     assert pagerduty.throttled == 0  # the pager kept under PagerDuty's own limit
@@ -148,7 +110,7 @@ async def test_sigterm_with_10000_queued_exits_in_budget_with_every_alert_paged_
             async with uvicorn_process(env, tmp_path / "runtime.log") as (process, url):
                 accepted: list[dict[str, Any]] = []
                 for first in range(0, QUEUED, 5000):
-                    body = alertmanager_body(first, 5000, job="worker")
+                    body = alertmanager_storm(first, 5000, job="worker")
                     response = await client.post(
                         f"{url}/webhook/alertmanager", json=body, params=TOKEN
                     )
@@ -164,5 +126,5 @@ async def test_sigterm_with_10000_queued_exits_in_budget_with_every_alert_paged_
     assert took < grace + 10
     reports = list((tmp_path / "incidents").glob("*.md"))
     assert len(reports) == QUEUED
-    assert paged_incidents(pagerduty) == {a["incident_id"] for a in accepted}
+    assert pagerduty.paged_incidents() == {a["incident_id"] for a in accepted}
     assert pagerduty.throttled == 0

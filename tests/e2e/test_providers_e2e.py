@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.simulators.llm import FakeLLM
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tests.fakes.llm import FakeLLM
 from tests.fakes.policies import incident_of, status_then_conclude
 from tests.fakes.stack import Stack, running_stack
 

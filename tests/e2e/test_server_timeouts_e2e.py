@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from demo.simulators.server import free_port
 from main import create_app
 from main.server import protocol_with
 from tests.conftest import TEST_SECRETS, SettingsFactory
@@ -34,7 +35,6 @@ from tests.e2e.test_shutdown_e2e import (
     runtime_environment,
     wait_until_serving,
 )
-from tests.fakes.server import free_port
 
 HEAD_SECONDS = 0.5
 BODY_SECONDS = 0.5

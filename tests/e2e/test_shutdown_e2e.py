@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 
+from demo.simulators.llm import FakeLLM, say
+from demo.simulators.ops_service import make_ops_service
+from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
+from demo.simulators.server import free_port, serve
 from tests.conftest import TEST_SECRETS
-from tests.fakes.llm import FakeLLM, say
-from tests.fakes.ops_service import make_ops_service
-from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
-from tests.fakes.server import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 1

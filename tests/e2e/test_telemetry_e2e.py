@@ -7,10 +7,10 @@ from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from demo.simulators.llm import Call, FakeLLM, say, tools
+from demo.simulators.server import serve
 from tests.conftest import SettingsFactory
-from tests.fakes.llm import Call, FakeLLM, say, tools
 from tests.fakes.otlp import OtlpReceiver
-from tests.fakes.server import serve
 from tests.fakes.stack import running_stack
 
 CHAIN = [

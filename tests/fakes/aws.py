@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fakes.ops_service import RecordedRequest
-from tests.fakes.pagerduty import Scripted
+from demo.simulators.ops_service import RecordedRequest
+from demo.simulators.pagerduty import Scripted
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cloud" / "aws"
 CONTENT_TYPES = {

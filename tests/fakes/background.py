@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config import Settings
+from demo.simulators.llm import FakeLLM
+from demo.simulators.ops_service import FakeOpsService
+from demo.simulators.pagerduty import FakePagerDuty
+from demo.simulators.server import serve
 from main import create_app
-from tests.fakes.llm import FakeLLM
-from tests.fakes.ops_service import FakeOpsService
-from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.server import serve
 from tests.fakes.stack import SERVICES, start_fakes
 
 STOP_SECONDS = 60.0

@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.ops_service import RecordedRequest
-from tests.fakes.pagerduty import Scripted
+from demo.simulators.ops_service import RecordedRequest
+from demo.simulators.pagerduty import Scripted
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cloud" / "gcp"
 CLIENT_EMAIL = "sre-agent@demo-project.iam.gserviceaccount.com"

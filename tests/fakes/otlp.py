@@ -35,7 +35,7 @@ def _decode(request: Request, body: bytes) -> bytes:
 
 @dataclass
 class OtlpReceiver:
-    """Serve `app` (e.g. with tests.fakes.server.serve); inspect the lists afterwards."""
+    """Serve `app` (e.g. with demo.simulators.server.serve); inspect the lists afterwards."""
 
     traces: list[ExportTraceServiceRequest] = field(default_factory=list)
     metrics: list[ExportMetricsServiceRequest] = field(default_factory=list)

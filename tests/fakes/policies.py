@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tests.fakes.llm import Call, Policy, Step, say, tools
+from demo.simulators.llm import Call, Policy, Step, say, tools
 
 _SERVICE = re.compile(r"Target service: `([^`]+)`")
 _INCIDENT = re.compile(r"Incident id: (\S+)\.")

@@ -19,13 +19,13 @@ import httpx
 from fastapi import FastAPI
 
 from config import Settings
+from demo.simulators.llm import FakeLLM
+from demo.simulators.ops_service import FakeOpsService, make_ops_service
+from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
+from demo.simulators.server import serve
 from main import create_app
 from main.deps import Runtime
 from tests.conftest import TEST_SECRETS
-from tests.fakes.llm import FakeLLM
-from tests.fakes.ops_service import FakeOpsService, make_ops_service
-from tests.fakes.pagerduty import FakePagerDuty, make_fake_pagerduty
-from tests.fakes.server import serve
 
 SERVICES = {"api": True, "worker": False}  # name -> critical
 

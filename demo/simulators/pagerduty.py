@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.ops_service import RecordedRequest
+from demo.simulators.ops_service import RecordedRequest
 
 
 @dataclass(slots=True)
@@ -63,6 +63,20 @@ class FakePagerDuty:
     def settings_for(self, base_url: str) -> dict[str, str]:
         """Settings overrides pointing the client at this fake."""
         return {"pagerduty_events_url": f"{base_url}/v2/enqueue", "pagerduty_api_url": base_url}
+
+    def paged_incidents(self) -> set[str]:
+        """Every incident id an accepted trigger names: its dedup key, or, for an alert-storm
+        incident (`storm:<id>`), each id its `custom_details.incident_ids` lists."""
+        named: set[str] = set()
+        for event in (e.json for e in self.events):
+            if event.get("event_action") != "trigger":
+                continue
+            key = str(event.get("dedup_key"))
+            if key.startswith("storm:"):
+                named.update(event["payload"]["custom_details"]["incident_ids"])
+            else:
+                named.add(key)
+        return named
 
     def event_actions(self) -> list[str]:
         return [str(e.json.get("event_action")) for e in self.events]
