@@ -17,7 +17,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import SecretStr
 
 from intake import Draining
-from intake.parsers import Ignored, PayloadError, Screen, TooDeep, decode_json, parse_webhook
+from intake.parsers import (
+    Ignored,
+    PayloadError,
+    TooDeep,
+    decode_json,
+    parse_webhook,
+    redactor_for_body,
+)
 from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
@@ -167,14 +174,13 @@ def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
         payload = decode_json(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and TooDeep alike
         raise ClientError(422, "invalid_json", _json_problem(exc)) from None
-    screen = Screen(runtime.redactor, runtime.settings.secret_values())
     try:
         return parse_webhook(
             platform,
             payload,
             registry=runtime.settings.service_registry,
             body_size=len(body),
-            redactor=screen.for_body(body, payload),
+            redactor=redactor_for_body(runtime.redactor, body, payload),
         )
     except PayloadError as exc:
         raise ClientError(422, "invalid_payload", field_errors(exc.errors)) from None

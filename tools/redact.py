@@ -75,10 +75,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 _KEY_WORDS = ("password", "passwd", "secret", "token", "api_key", "api-key", "apikey")
-# For each pattern of `_PATTERNS`, in order: lower-case words at least one of which any text
-# it can match contains. A pattern runs only on a text holding one of them: most texts hold
-# few, and running every pattern over every report was most of a report's cost.
-_TRIGGERS: tuple[tuple[str, ...], ...] = (
+# For each pattern of `_PATTERNS`, in order: case-folded words at least one of which any text
+# it can match contains (a tuple of words: all of them). A pattern runs only on a text holding
+# one: most texts hold few, and running every pattern over every text was most of the cost of
+# a report and of a webhook.
+_Trigger = str | tuple[str, ...]
+_TRIGGERS: tuple[tuple[_Trigger, ...], ...] = (
     ("-----begin",),
     ("authorization", "private", *_KEY_WORDS),
     ("authorization",),
@@ -86,7 +88,7 @@ _TRIGGERS: tuple[tuple[str, ...], ...] = (
     ("basic",),
     ("token",),
     _KEY_WORDS,
-    ("://",),
+    (("://", "@"),),
     ("sk-",),
     ("akia", "asia"),
     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
@@ -96,6 +98,12 @@ _TRIGGERS: tuple[tuple[str, ...], ...] = (
     ("eyj",),
 )
 assert len(_TRIGGERS) == len(_PATTERNS)
+
+
+def _present(trigger: _Trigger, folded: str) -> bool:
+    if isinstance(trigger, str):
+        return trigger in folded
+    return all(word in folded for word in trigger)
 
 
 def _variants(secret: str) -> set[str]:
@@ -115,8 +123,18 @@ class Redactor:
     def redact(self, text: str) -> str:
         if self._exact is not None:
             text = self._exact.sub(REDACTED, text)
-        lowered = text.lower()  # replacements add no trigger word: it stays a fair filter
+        # Case-folded as the patterns' IGNORECASE matches (`ſ` is `s`); a replacement adds
+        # no trigger word, so the folded original stays a fair filter.
+        folded = text.casefold()
         for (pattern, replacement), triggers in zip(_PATTERNS, _TRIGGERS, strict=True):
-            if any(word in lowered for word in triggers):
+            if any(_present(trigger, folded) for trigger in triggers):
                 text = pattern.sub(replacement, text)
         return text
+
+    def may_hold_secret(self, text: str) -> bool:
+        """False when `redact` would surely leave `text` as it is: no configured secret and
+        no word any pattern needs. A few substring tests: cheap enough for a whole body."""
+        if self._exact is not None and self._exact.search(text):
+            return True
+        folded = text.casefold()
+        return any(_present(t, folded) for triggers in _TRIGGERS for t in triggers)

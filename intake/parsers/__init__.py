@@ -33,7 +33,7 @@ from intake.parsers.common import (
     checked_id,
     label_pieces,
 )
-from intake.parsers.redaction import Redactor, Screen, redact_pieces, redact_raw
+from intake.parsers.redaction import Redactor, redact_pieces, redact_raw, redactor_for_body
 from intake.sanitize import TooDeep, load_json
 from models import Alert, Provider
 
@@ -41,10 +41,10 @@ __all__ = [
     "Ignored",
     "PayloadError",
     "Redactor",
-    "Screen",
     "TooDeep",
     "decode_json",
     "parse_webhook",
+    "redactor_for_body",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def parse_webhook(
 
     `body_size`, the request's length in bytes, lets small bodies skip measuring each raw
     payload again: a part of a body is no larger than the body. `redactor` (None: the body
-    holds no secret, see `Screen.for_body`) takes secrets out of each alert's summary,
+    holds no secret, see `redactor_for_body`) takes secrets out of each alert's summary,
     labels, url and raw payload.
     Raises `PayloadError` when the body does not have the provider's shape or an incident
     id is over 256 characters; its `errors` name the field path and never echo an input value.

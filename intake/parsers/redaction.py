@@ -1,97 +1,39 @@
 """Secrets out of alert text at the webhook edge, with `tools.redact.Redactor` doing the work.
 
-A Redactor scans a text once per pattern, about 0.4 us a character: run on every webhook's
-summary, labels and raw payload it would cost more than the rest of the request. So:
-- `Screen` tells, with a few substring tests, whether a text could hold anything the
-  Redactor redacts; a body that cannot (most) skips redaction altogether;
-- otherwise each alert's summary, labels and url are redacted in one pass over bounded
-  texts (`redact_pieces`), and its raw payload as JSON text (`redact_raw`), each through the
-  screen again, so only the texts that could hold a secret pay for the Redactor.
+Redacting every webhook's summary, labels and raw payload would cost more than the rest of
+the request. So a body that cannot hold a secret (`Redactor.may_hold_secret`, a few
+substring tests; most bodies) skips redaction altogether (`redactor_for_body`); otherwise
+each alert's summary, labels and url are redacted in one pass over bounded texts
+(`redact_pieces`), and its raw payload as JSON text (`redact_raw`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Protocol
 
 from intake.parsers.common import Piece
 from intake.sanitize import load_json, map_strings
 
-# A word (case-folded) that each pattern of `tools.redact` needs in order to match: PEM
-# private keys; secret-named JSON keys and key=value pairs; Authorization schemes and
-# `token token=`; the key formats sk-, AKIA/ASIA, gh?_, github_pat_, xox?-, AIza, eyJ. URL
-# userinfo needs both `://` and `@`. Keep in step with tools/redact.py: the tests run one
-# example of each pattern through `Screen`.
-SECRET_HINTS = (
-    "private",
-    "passw",
-    "secret",
-    "token",
-    "api_key",
-    "api-key",
-    "apikey",
-    "authorization",
-    "bearer",
-    "basic",
-    "sk-",
-    "akia",
-    "asia",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "xox",
-    "aiza",
-    "eyj",
-)
-
 
 class Redactor(Protocol):
-    """What the edge needs of `tools.redact.Redactor`: secrets in a text replaced."""
+    """What the edge needs of `tools.redact.Redactor`."""
 
     def redact(self, text: str) -> str: ...
 
+    def may_hold_secret(self, text: str) -> bool: ...
 
-class Screen:
-    """A `Redactor` run only on texts that could hold a secret: one of `secrets` (as is or
-    JSON-escaped, as the Redactor matches them), a word of `SECRET_HINTS`, or `://` with `@`.
+
+def redactor_for_body(redactor: Redactor, body: bytes, payload: object) -> Redactor | None:
+    """`redactor` when the webhook body could hold a secret, else None (no redaction).
+
+    The body's own text is tested when no escape in it can hide a word (`\\u0074oken`,
+    `https:\\/\\/`); else the decoded payload's JSON text.
     """
-
-    def __init__(self, redactor: Redactor, secrets: Iterable[str]) -> None:
-        self._redactor = redactor
-        self._secrets = tuple({form for secret in secrets if secret for form in _forms(secret)})
-
-    def may_hold_secret(self, text: str) -> bool:
-        if any(secret in text for secret in self._secrets):
-            return True
-        folded = text.casefold()  # as the Redactor's case-insensitive patterns match
-        if "://" in folded and "@" in folded:
-            return True
-        return any(hint in folded for hint in SECRET_HINTS)
-
-    def redact(self, text: str) -> str:
-        return self._redactor.redact(text) if self.may_hold_secret(text) else text
-
-    def for_body(self, body: bytes, payload: object) -> Screen | None:
-        """This screen when the webhook body could hold a secret, else None (no redaction).
-
-        The body's own text is tested when no escape in it can hide a word (`\\u0074oken`,
-        `https:\\/\\/`); else the decoded payload's JSON text.
-        """
-        text = body.decode("utf-8-sig", "replace")
-        if "\\u" in text or "\\/" in text:
-            text = json.dumps(payload, ensure_ascii=False)
-        return self if self.may_hold_secret(text) else None
-
-
-def _forms(secret: str) -> tuple[str, ...]:
-    """The secret and its JSON-escaped forms (the Redactor's variants)."""
-    if secret.isascii() and secret.isprintable() and '"' not in secret and "\\" not in secret:
-        return (secret,)  # JSON escapes nothing in it: the usual token
-    return (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])
+    text = body.decode("utf-8-sig", "replace")
+    if "\\u" in text or "\\/" in text:
+        text = json.dumps(payload, ensure_ascii=False)
+    return redactor if redactor.may_hold_secret(text) else None
 
 
 def redact_pieces(
