@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tools.outbound import new_client
+from tools.outbound import _never_opened, new_client
 
 
 @pytest.fixture
@@ -67,17 +67,22 @@ async def cancelled_flood(client: httpx.AsyncClient, url: str, count: int) -> No
     await asyncio.gather(*(one() for _ in range(count)))
 
 
-def open_connections_without_requests(client: httpx.AsyncClient) -> int:
+def orphans(client: httpx.AsyncClient) -> int:
+    """Connections never opened and owned by no request: the slots the defect leaks."""
     pool = client._transport._pool  # type: ignore[attr-defined]
-    return 0 if pool._requests else len(pool.connections)
+    owned = {id(request.connection) for request in pool._requests}
+    return sum(id(c) not in owned and _never_opened(c) for c in pool.connections)
 
 
 async def test_plain_httpx_pool_leaks_slots_when_requests_are_cancelled(slow_server: str) -> None:
     """The defect this module exists for (if it stops failing, httpcore fixed it)."""
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
     async with httpx.AsyncClient(limits=limits) as client:
-        await cancelled_flood(client, slow_server, 200)
-        assert open_connections_without_requests(client) > 0
+        for _ in range(3):  # the race is hit most rounds; three make it all but certain
+            await cancelled_flood(client, slow_server, 200)
+            if orphans(client):
+                break
+        assert orphans(client) > 0
 
 
 async def test_our_pool_reclaims_them_and_the_client_keeps_working(slow_server: str) -> None:
@@ -87,5 +92,4 @@ async def test_our_pool_reclaims_them_and_the_client_keeps_working(slow_server: 
             await cancelled_flood(client, slow_server, 200)
         response = await client.get(slow_server)
         assert response.status_code == 200
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert all(c.is_idle() for c in pool.connections)
+        assert orphans(client) == 0
