@@ -22,9 +22,10 @@ from tools import EscalationResult, Pager, RunContext, promised_report_name
 
 logger = logging.getLogger(__name__)
 
-# Finalizations doing their own work (building a page, rendering and writing a report) at
-# once. A flood (a 5,000-alert webhook, a shutdown with 20,000 queued) starts a task each;
-# unbounded, they would all be ready in one turn of the event loop and hold it for seconds.
+# Finalizations doing their own work at once, in each step (handing the page over; rendering
+# and writing the report). A flood (a 5,000-alert webhook, a shutdown with 20,000 queued)
+# starts a task each; unbounded, they would all be ready in one turn of the event loop and
+# hold it for seconds. One bound per step: a page never waits behind a backlog of reports.
 ADMISSION = 16
 
 REASONS = {
@@ -62,10 +63,11 @@ class Finalizer:
         self._pager = pager
         self._reports = reports
         self._settings = settings
-        self._admission = asyncio.Semaphore(ADMISSION)
+        self._paging = asyncio.Semaphore(ADMISSION)
+        self._writing = asyncio.Semaphore(ADMISSION)
 
     async def __call__(self, record: AlertRecord) -> None:
-        async with self._admission:
+        async with self._paging:
             ctx = record.extra.get("ctx")
             if not isinstance(ctx, RunContext):
                 ctx = RunContext(
@@ -77,7 +79,7 @@ class Finalizer:
                 page = self._page(record, ctx, name)
         if page is not None:
             ctx.escalations.append(await page)  # the pager's result; it takes its time
-        async with self._admission:
+        async with self._writing:
             await self._report(record, ctx, name)
 
     async def _report(self, record: AlertRecord, ctx: RunContext, name: str) -> None:

@@ -10,8 +10,10 @@ line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -174,12 +176,14 @@ class ReportWriter:
         self._directory = directory
         self._redactor = redactor
         self._files = files
+        self._fsync = True
 
     async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
         name = filename or default_report_name(record.alert, datetime.now(UTC))
         text = capped(self._redactor.redact(render(record, report)))  # the log line's too
+        write = functools.partial(write_report, fsync=self._fsync)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._files, write_report, self._directory, name, text)
+        await loop.run_in_executor(self._files, write, self._directory, name, text)
         record.report_file = name
         record.outcome = report.outcome
         logger.info(
@@ -193,6 +197,16 @@ class ReportWriter:
             },
         )
         return name
+
+    def defer_sync(self) -> None:
+        """From now on (a shutdown), write each report without its own fsync; `sync` makes
+        them all durable at once."""
+        self._fsync = False
+
+    async def sync(self) -> None:
+        """Flush every deferred write to disk (one `sync` for all of them)."""
+        if not self._fsync:
+            await asyncio.get_running_loop().run_in_executor(self._files, os.sync)
 
     def read(self, filename: str) -> str | None:
         try:

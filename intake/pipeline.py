@@ -553,7 +553,7 @@ class Intake:
         self._remember(record)
         self._count_terminal(status)
         if finalize:
-            self._spawn(self._finalize_in_context(record), side=True)
+            self._spawn(self._finalize_in_context(record), side=True, name=record.incident_id)
 
     def _count_terminal(self, status: AlertStatus) -> None:
         if status is AlertStatus.RESOLVED:
@@ -614,11 +614,18 @@ class Intake:
     # -- tasks ---------------------------------------------------------------------------------
 
     def _spawn(
-        self, coro: Any, *, side: bool = False, context: contextvars.Context | None = None
+        self,
+        coro: Any,
+        *,
+        side: bool = False,
+        context: contextvars.Context | None = None,
+        name: str | None = None,
     ) -> asyncio.Task[None]:
+        """A task of the intake's group; `side`: a finalization (page and report), named
+        by its incident id, that `close` waits for."""
         if self._group is None:
             raise RuntimeError("Intake used outside `async with`")
-        task = self._group.create_task(coro, context=context)
+        task = self._group.create_task(coro, context=context, name=name)
         if side:
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
@@ -643,6 +650,14 @@ class Intake:
         pending = list(self._side_tasks)
         if pending:
             _, late = await asyncio.wait(pending, timeout=seconds)
+            if late:  # out of time: say which alerts were left without a page or report
+                names = sorted(task.get_name() for task in late)
+                logger.error(
+                    "%d alert(s) left without a finished page and report at shutdown: %s%s",
+                    len(names),
+                    ", ".join(names[:50]),
+                    " ..." if len(names) > 50 else "",
+                )
             for task in late:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

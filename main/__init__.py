@@ -34,11 +34,12 @@ from tools.pager import WORKERS
 
 VERSION = "0.1.0"
 OPS_CONNECTIONS = 100
-REPORT_THREADS = 16
-# SIGTERM: the process is gone within SHUTDOWN_GRACE_SECONDS + 10 s (CONTRACT §3). After the
-# grace, the pager gets what is left of this margin but REPORT_RESERVE_SECONDS, which the
-# reports written last keep; the rest of the 10 s is uvicorn's and the process's own.
-SHUTDOWN_MARGIN_SECONDS = 8.0
+REPORT_THREADS = 4  # more only contend for the GIL: the writes are not disk-bound
+# SIGTERM: the process is gone within SHUTDOWN_GRACE_SECONDS + 10 s (CONTRACT §3). uvicorn
+# first waits up to 2 s for requests in flight (main.server.GRACEFUL_SHUTDOWN_SECONDS); then
+# this lifespan takes the grace plus this margin, of which the pager may use all but
+# REPORT_RESERVE_SECONDS, which the reports written last keep; 0.5 s is left for the exit.
+SHUTDOWN_MARGIN_SECONDS = 7.5
 REPORT_RESERVE_SECONDS = 3.0
 
 
@@ -111,10 +112,12 @@ async def _shutdown(runtime: Runtime) -> None:
         return max(end - time.monotonic(), 0.0)
 
     runtime.pager.hurry()
+    runtime.reports.defer_sync()
     await runtime.intake.stop(grace_seconds=grace, cleanup_seconds=REPORT_RESERVE_SECONDS)
     await runtime.intake.settle(seconds=left() - REPORT_RESERVE_SECONDS)
     await runtime.pager.close(seconds=0)
     await runtime.intake.close(grace_seconds=0, cleanup_seconds=left())
+    await runtime.reports.sync()
 
 
 def _build(

@@ -283,6 +283,22 @@ async def test_shutdown_escalates_queued_and_cuts_off_runs_past_grace() -> None:
         assert h.intake.get("generic:running").status is AlertStatus.ESCALATED
 
 
+async def test_shutdown_names_alerts_whose_page_and_report_missed_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class StuckFinalizer:
+        async def __call__(self, _record: object) -> None:
+            await asyncio.Event().wait()  # a page that never comes back
+
+    intake = Intake(runner=FakeRunner(limit=1), finalize=StuckFinalizer(), clock=FakeClock())
+    async with intake:
+        intake.submit(alert("stuck", service=None), trace_id="t-1")  # escalated at once
+        await intake.close(grace_seconds=0, cleanup_seconds=0.01)
+    [line] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "1 alert(s) left without a finished page and report" in line.getMessage()
+    assert "generic:stuck" in line.getMessage()
+
+
 async def test_shutdown_lets_a_run_finish_within_grace() -> None:
     async with harness() as h:
         h.submit(alert("a"))

@@ -166,6 +166,17 @@ async def test_a_page_submitted_after_close_fails_at_once_never_hangs(
     assert (result.ok, result.error) == (False, "the pager is not running")
 
 
+async def test_a_page_that_would_join_a_storm_after_close_fails_at_once_too(
+    make_pager: PagerFactory,
+) -> None:
+    pager = make_pager(max_per_minute=1)
+    async with pager:
+        pager.submit_trigger(alert=make_alert(incident_id="first"), summary="x", trace_id="t")
+    late = pager.trigger(alert=make_alert(incident_id="late"), summary="x", trace_id="t")
+    result = await asyncio.wait_for(late, 5)  # above the rate: it would have joined a storm
+    assert (result.ok, result.error) == (False, "the pager is not running")
+
+
 async def test_a_429_pauses_every_sender_for_its_retry_after(
     fake_pd: tuple[FakePagerDuty, str], make_settings: SettingsFactory
 ) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -47,6 +48,7 @@ DELIVERY_SECONDS = 60.0  # an event not delivered this long after submission has
 STORM_UPDATE_SECONDS = 2.0  # with 60 single pages a minute, well under the Events API limit
 STORM_MAX_ID_CHARS = 200_000  # well inside PagerDuty's 512 KB event limit
 WINDOW_SECONDS = 60.0
+NOT_RUNNING = "the pager is not running"
 
 Send = Callable[[float], Awaitable[EscalationResult]]
 
@@ -184,7 +186,10 @@ class Pager:
         report_file: str | None = None,
     ) -> asyncio.Future[EscalationResult]:
         """Queue an escalation; never blocks. Above the rate it joins the current storm."""
-        event = self._client.trigger_event(
+        if self._group is None:  # closed: not even a storm will be sent again
+            return self._refused("trigger", alert.incident_id)
+        build = functools.partial(
+            self._client.trigger_event,
             alert=alert,
             summary=summary,
             severity=severity,
@@ -192,8 +197,9 @@ class Pager:
             trace_id=trace_id,
             report_file=report_file,
         )
-        if self._rate_exceeded():
-            return self._join_storm(event, alert)
+        if self._rate_exceeded():  # its own event is built only if it opens a storm
+            return self._join_storm(alert, self._client.severity(alert, severity), build)
+        event = build()
         self._window.append(self._clock())
         self._storm = None  # the rate has room again: a later flood opens a new storm
         send = self._bound(self._client.send_trigger, event=event, trace_id=trace_id)
@@ -211,13 +217,14 @@ class Pager:
             window.popleft()
         return len(window) >= self._max_per_minute
 
-    def _join_storm(self, event: dict[str, Any], alert: Alert) -> asyncio.Future[EscalationResult]:
+    def _join_storm(
+        self, alert: Alert, severity: str, build: Callable[[], dict[str, Any]]
+    ) -> asyncio.Future[EscalationResult]:
         incident_id = alert.incident_id
         storm = self._storm
         if storm is None or storm.id_chars + len(incident_id) > STORM_MAX_ID_CHARS:
-            storm = self._storm = _Storm(
-                key=f"storm:{incident_id}", first_summary=event["payload"]["summary"]
-            )
+            first_summary = build()["payload"]["summary"]  # built (and redacted) as for a page
+            storm = self._storm = _Storm(key=f"storm:{incident_id}", first_summary=first_summary)
             logger.warning(
                 "PagerDuty rate above %d/min: coalescing escalations into %s",
                 self._max_per_minute,
@@ -226,7 +233,7 @@ class Pager:
         storm.incidents.append(incident_id)
         storm.id_chars += len(incident_id)
         storm.services.add(alert.service or "unknown")
-        storm.severity = min(storm.severity, SEVERITIES.index(event["payload"]["severity"]))
+        storm.severity = min(storm.severity, SEVERITIES.index(severity))
         future = self._future("trigger", storm.key)
         storm.waiting.append(future)
         if not storm.flushing:
@@ -302,9 +309,14 @@ class Pager:
         if self._group is None:  # closed: nothing will send it
             for future in job.waiting:
                 action, key = self._pending.get(future, ("trigger", ""))
-                self._settle(future, _undelivered(action, key, "the pager is not running"))
+                self._settle(future, _undelivered(action, key, NOT_RUNNING))
             return
         self._jobs.put_nowait(job)
+
+    def _refused(self, action: str, key: str) -> asyncio.Future[EscalationResult]:
+        future: asyncio.Future[EscalationResult] = asyncio.get_running_loop().create_future()
+        future.set_result(_undelivered(action, key, NOT_RUNNING))
+        return future
 
     def _future(self, action: str, key: str) -> asyncio.Future[EscalationResult]:
         future: asyncio.Future[EscalationResult] = asyncio.get_running_loop().create_future()

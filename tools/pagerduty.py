@@ -255,7 +255,7 @@ class PagerDutyClient:
         payload: dict[str, Any] = {
             "summary": text[:MAX_SUMMARY_CHARS],
             "source": service,
-            "severity": self._severity(alert, severity),
+            "severity": self.severity(alert, severity),
             "component": service,
             "custom_details": {
                 "findings": self._redactor.redact(details) if details else details,
@@ -278,7 +278,8 @@ class PagerDutyClient:
             event["links"] = [{"href": alert.url, "text": "Alert source"}]
         return event
 
-    def _severity(self, alert: Alert, requested: str | None) -> str:
+    def severity(self, alert: Alert, requested: str | None) -> str:
+        """The event's severity: the requested one when valid, else from the alert."""
         wanted = (requested or "").strip().lower()
         if wanted in SEVERITIES:
             return wanted

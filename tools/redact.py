@@ -14,6 +14,10 @@ from collections.abc import Iterable
 REDACTED = "[REDACTED]"
 
 _SECRET_KEYS = r"(?:password|passwd|secret|token|api[_-]?key|authorization|private[_-]?key)"
+_ASSIGNED_KEYS = (
+    r"(?:aws_secret_access_key|password|passwd|secret|api[_-]?key|"
+    r"access[_-]?token|auth[_-]?token|client[_-]?secret|token)"
+)
 
 # (pattern, replacement): group 1, when present, is kept as the visible label.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -52,8 +56,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # key=value / key: value in env files, YAML, query strings and logs.
     (
         re.compile(
-            r"(?i)\b([\w-]{0,40}?(?:aws_secret_access_key|password|passwd|secret|api[_-]?key|"
-            r"access[_-]?token|auth[_-]?token|client[_-]?secret|token)\s*[=:]\s*)"
+            r"(?i)\b([\w-]{0,40}?" + _ASSIGNED_KEYS + r"\s*[=:]\s*)"
             r"(?!\[REDACTED\])[^\s\"',;&]+"
         ),
         r"\1" + REDACTED,
@@ -74,20 +77,22 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-_KEY_WORDS = ("password", "passwd", "secret", "token", "api_key", "api-key", "apikey")
-# For each pattern of `_PATTERNS`, in order: case-folded words at least one of which any text
-# it can match contains (a tuple of words: all of them). A pattern runs only on a text holding
-# one: most texts hold few, and running every pattern over every text was most of the cost of
-# a report and of a webhook.
-_Trigger = str | tuple[str, ...]
+# For each pattern of `_PATTERNS`, in order: what any text it can match contains: one of
+# some case-folded words (a tuple of words: all of them), or a match of a simpler pattern.
+# A pattern runs only on a text holding one: most texts hold few, and running every pattern
+# over every text was most of the cost of a report and of a webhook. The key-named patterns
+# need the key word right before `=`, `:` or a closing quote, not just anywhere: a report's
+# own "## Token Usage" holds "token". Triggers see the case-folded text, so their patterns
+# are lower-case and case-sensitive (IGNORECASE made them as slow as the patterns).
+_Trigger = str | tuple[str, ...] | re.Pattern[str]
 _TRIGGERS: tuple[tuple[_Trigger, ...], ...] = (
     ("-----begin",),
-    ("authorization", "private", *_KEY_WORDS),
+    (re.compile(_SECRET_KEYS + r'[^"\\]{0,64}"\s*:'),),
     ("authorization",),
     ("bearer",),
     ("basic",),
-    ("token",),
-    _KEY_WORDS,
+    ("token=",),
+    (re.compile(_ASSIGNED_KEYS + r"\s*[=:]"),),
     (("://", "@"),),
     ("sk-",),
     ("akia", "asia"),
@@ -103,6 +108,8 @@ assert len(_TRIGGERS) == len(_PATTERNS)
 def _present(trigger: _Trigger, folded: str) -> bool:
     if isinstance(trigger, str):
         return trigger in folded
+    if isinstance(trigger, re.Pattern):
+        return trigger.search(folded) is not None
     return all(word in folded for word in trigger)
 
 

@@ -27,9 +27,9 @@ from tests.conftest import TEST_SECRETS
 from tests.e2e.test_shutdown_e2e import runtime_environment, uvicorn_process
 
 TOKEN = {"auth_token": TEST_SECRETS["ops_auth_token"]}
-# Reports are written at about 1,000/s on this 2-core machine (fsync, redaction, the
-# INCIDENT_REPORT line): 10,000 fit in grace 10 s + 8 s with room; 20,000 do not (~19,000).
-QUEUED = 10_000
+# The case. Reports are written at about 2,000-2,500/s on this 2-core machine, from
+# SIGTERM on (the queue is escalated at once): 20,000 need about 9 s, inside grace + 7.5 s.
+QUEUED = 20_000
 
 
 async def until(condition: Any, seconds: float) -> None:
@@ -85,14 +85,14 @@ async def test_a_5000_alert_storm_is_paged_coalesced_while_health_stays_fast(
     assert p99 < 1.0, f"/health p99 {p99 * 1000:.0f} ms over {len(samples)} probes"
 
 
-async def test_sigterm_with_10000_queued_exits_in_budget_with_every_alert_paged_and_reported(
+async def test_sigterm_with_20000_queued_exits_in_budget_with_every_alert_paged_and_reported(
     tmp_path: Path,
 ) -> None:
     held = asyncio.Event()
     llm = FakeLLM(script=[say("never seen", hold=held)])
     pd_app, pagerduty = make_fake_pagerduty(rate_limit=120)
     worker_app, _ = make_ops_service(name="worker", token=TEST_SECRETS["ops_auth_token"])
-    grace = 10.0  # the queue is paged and reported during the grace too
+    grace = 5.0  # the queue is paged and reported during the grace too
     async with (
         serve(llm.app()) as llm_url,
         serve(pd_app) as pd_url,
