@@ -163,6 +163,12 @@ class AlertSummary(BaseModel):
     summary: str
     received_at: datetime
     repeats: int = 0
+    paged_as: str | None = Field(
+        default=None,
+        description="The PagerDuty `dedup_key` this alert was paged under: its incident id, or "
+        "`storm:<first incident id>` when it was coalesced into an alert storm (§6); null "
+        "when not paged.",
+    )
 
 
 class AlertList(BaseModel):
@@ -199,3 +205,9 @@ class AlertDetail(BaseModel):
     tokens: TokenUsage
     outcome: str | None = None
     report_file: str | None = None
+    paged_as: str | None = Field(
+        default=None,
+        description="The PagerDuty `dedup_key` this alert was paged under: its incident id, or "
+        "`storm:<first incident id>` when it was coalesced into an alert storm (§6); null "
+        "when not paged.",
+    )

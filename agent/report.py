@@ -185,6 +185,10 @@ class ReportWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._files, write, self._directory, name, text)
         record.report_file = name
+        record.paged_as = next(
+            (e.dedup_key for e in report.escalations if e.action == "trigger" and not e.shadow),
+            record.paged_as,
+        )
         record.outcome = report.outcome
         logger.info(
             "INCIDENT_REPORT",

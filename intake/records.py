@@ -73,6 +73,7 @@ class AlertRecord:
         "handoff",
         "incident_id",
         "order",
+        "paged_as",
         "outcome",
         "priority",
         "reason",
@@ -107,6 +108,7 @@ class AlertRecord:
         self.turns = 0
         self.outcome: str | None = None
         self.report_file: str | None = None
+        self.paged_as: str | None = None  # the PagerDuty dedup key it was paged under
         # True when the run stopped on a limit without a page: intake's finalizer pages and
         # reports, outside the run's slot (the pager may take its time).
         self.handoff = False
@@ -175,6 +177,7 @@ class AlertRecord:
             summary=self.alert.summary,
             received_at=self.received_at,
             repeats=self.repeats,
+            paged_as=self.paged_as,
         )
 
     def detail(self) -> AlertDetail:
@@ -192,4 +195,5 @@ class AlertRecord:
             ),
             outcome=self.outcome,
             report_file=self.report_file,
+            paged_as=self.paged_as,
         )

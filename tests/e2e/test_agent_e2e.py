@@ -214,6 +214,8 @@ async def test_unknown_service_is_escalated_with_a_report(make_settings: Setting
         response = await stack.webhook("generic", generic("ghost-1", service="ghost"))
         await stack.idle()
         report = (await stack.client.get("/alerts/generic:ghost-1/report")).text
+        detail = (await stack.client.get("/alerts/generic:ghost-1")).json()
+    assert detail["paged_as"] == "generic:ghost-1"
     assert response.json()["alerts"][0] == {
         "incident_id": "generic:ghost-1",
         "service": None,
