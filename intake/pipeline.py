@@ -5,21 +5,9 @@ Invariants (property-tested in tests/test_intake_properties.py):
 - every accepted alert reaches exactly one terminal status;
 - the next run is the oldest alert of the best priority whose service is free.
 
-Data layout (O(log n) per operation, no scan of the whole queue):
-- `queues[service]`: a heap of (order, record) per service, `order` being the record's
-  int key: priority first, then arrival;
-- `ready`: a heap of the head entry of every *free* service with queued work, and
-  `offered[service]`, the one entry of that service in `ready` that still counts (an entry
-  superseded by a better or newer head is dropped when popped, so each push is popped once);
-- `fifo`: queued entries in arrival order, for TTL expiry from the front;
-- `lines[priority]`: queued entries of each priority in arrival order: read one after the
-  other they are the queue order, sorted by `order`, so `queued_page` finds where a page
-  starts by bisection and reads on from there (`GET /alerts?cursor=`); a line drops the
-  entries at its front as they leave the queue (`_Line`).
-Entries hold the record itself and are removed lazily: an entry is live while its record
-is QUEUED (and, in `ready`, while it is its service's offer); `_Active.compact` drops dead
-ones once they outnumber the live. Everything runs on one event loop, so no locks: no
-await separates a check from its update.
+The order of the queue (next run, expiry, pages of `GET /alerts`) is `intake.queue.Queue`'s;
+this module decides what happens to each alert and owns the runs. Everything runs on one
+event loop, so no locks: no await separates a check from its update.
 
 Runs are executed by workers, not a task each: at most `concurrency` long-lived worker
 tasks, each either running one record or parked on a future. Dispatch decides which record
@@ -35,13 +23,10 @@ to start its worker.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import contextvars
-import heapq
 import itertools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,15 +34,15 @@ from typing import Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from intake.queue import Queue
 from intake.records import AlertRecord, SubmitOutcome
-from models import Alert, AlertState, AlertStatus, Priority
+from models import Alert, AlertState, AlertStatus
 from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 HISTORY_SIZE = 100
-COMPACT_SLACK = 1024
 _QUEUED = SubmitOutcome(AlertStatus.QUEUED)
 HOLD_SECONDS = 0.005
 
@@ -108,91 +93,19 @@ class _Counters:
     failed: int = 0
 
 
-# (order, record): `order` is unique, so the record itself is never compared.
-_Entry = tuple[int, AlertRecord]
-
-
-def _order_of(record: AlertRecord) -> int:
-    return record.order
-
-
-@dataclass(slots=True)
-class _Line:
-    """The queued records of one priority in arrival order, hence sorted by `order`.
-
-    Runs start from the front, so that is where entries die: `trim` moves `head` past the
-    dead ones there and drops them from the list once they are half of it (amortized O(1),
-    and never more dead entries kept at the front than live ones after them). Entries that
-    die further on stay until `compact`.
-    """
-
-    records: list[AlertRecord] = field(default_factory=list)
-    head: int = 0
-
-    def append(self, record: AlertRecord) -> None:
-        self.trim()
-        self.records.append(record)
-
-    def trim(self) -> None:
-        records, head = self.records, self.head
-        while head < len(records) and records[head].status is not AlertStatus.QUEUED:
-            head += 1
-        if head and head * 2 >= len(records):
-            del records[:head]
-            head = 0
-        self.head = head
-
-    def compact(self) -> None:
-        self.records = [r for r in self.records[self.head :] if r.status is AlertStatus.QUEUED]
-        self.head = 0
-
-
 @dataclass(slots=True)
 class _Active:
-    """Queued and running records and the structures that order them."""
+    """Queued and running records: the queue, the services busy running, the workers."""
 
     records: dict[str, AlertRecord] = field(default_factory=dict)
-    queues: dict[str, list[_Entry]] = field(default_factory=dict)
-    ready: list[_Entry] = field(default_factory=list)
-    offered: dict[str, AlertRecord] = field(default_factory=dict)
-    fifo: deque[AlertRecord] = field(default_factory=deque)  # by `enqueued_at`
-    lines: dict[Priority, _Line] = field(
-        default_factory=lambda: {priority: _Line() for priority in Priority}  # P1 first
-    )
+    queue: Queue = field(default_factory=Queue)
     busy: set[str] = field(default_factory=set)
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # id -> its worker
     parked: list[tuple[asyncio.Future[AlertRecord], asyncio.Task[None]]] = field(
         default_factory=list
     )
     workers: set[asyncio.Task[None]] = field(default_factory=set)
-    queued: int = 0
-    heaped: int = 0  # entries in all of `queues`, live or not
     resumed_at: float = 0.0  # when a worker last came back from the event loop
-
-    def compact(self) -> None:
-        """Drop entries of records that left the queue once they outnumber the live ones.
-
-        Entries are otherwise removed only when they reach the front of their structure, so
-        one alert waiting out its TTL would keep every later finished record alive. Each
-        rebuild costs O(entries) and happens after at least `COMPACT_SLACK` removals; it runs
-        on each tick, so between two ticks at most one tick's worth of arrivals adds to that.
-        """
-        bound = 2 * self.queued + COMPACT_SLACK
-        if len(self.fifo) > bound:
-            self.fifo = deque(r for r in self.fifo if r.status is AlertStatus.QUEUED)
-        if len(self.ready) > 2 * len(self.offered) + COMPACT_SLACK:
-            self.ready = [e for e in self.ready if self.offered.get(e[1].service or "") is e[1]]
-            heapq.heapify(self.ready)
-        if self.heaped > bound:
-            for service, heap in list(self.queues.items()):
-                heap[:] = [e for e in heap if e[1].status is AlertStatus.QUEUED]
-                heapq.heapify(heap)
-                if not heap:
-                    del self.queues[service]
-            self.heaped = sum(len(heap) for heap in self.queues.values())
-        if sum(len(line.records) for line in self.lines.values()) > bound:  # five lines
-            for line in self.lines.values():
-                line.compact()
 
 
 class Intake:
@@ -342,7 +255,7 @@ class Intake:
             return "unknown_service"
         if self._budget_exhausted():
             return "hourly_token_budget"
-        if self._active.queued >= self._limits.queue_size:
+        if self._active.queue.size >= self._limits.queue_size:
             return "queue_full"
         return None
 
@@ -367,47 +280,20 @@ class Intake:
     # -- queue ---------------------------------------------------------------------------------
 
     def _enqueue(self, record: AlertRecord) -> None:
-        active, service = self._active, record.service
-        assert service is not None  # unknown services are refused before queueing
-        heap = active.queues.get(service)
-        if heap is None:
-            heap = active.queues[service] = []
-        heapq.heappush(heap, (record.order, record))
-        active.heaped += 1
-        active.fifo.append(record)
-        active.lines[record.priority].append(record)  # its `order` is the line's largest
+        active = self._active
         if not active.records:
             self._idle.clear()  # the first active record
         active.records[record.incident_id] = record
-        active.queued += 1
         self._counters.queued += 1
         self._metrics.record_intake("queued")
         record.move(AlertStatus.QUEUED)
-        if heap[0][1] is record:  # a new best for its service: it supersedes the last offer
-            self._offer(service)
-
-    def _head(self, service: str) -> AlertRecord | None:
-        """The service's best queued record, dropping entries that left the queue."""
-        heap = self._active.queues.get(service)
-        while heap and heap[0][1].status is not AlertStatus.QUEUED:
-            heapq.heappop(heap)
-            self._active.heaped -= 1
-        if not heap:
-            self._active.queues.pop(service, None)
-            return None
-        return heap[0][1]
+        if active.queue.push(record):  # a new head supersedes its service's last offer
+            self._offer(record.service or "")
 
     def _offer(self, service: str) -> None:
-        """Make a free service's best queued record its one dispatch candidate."""
-        active = self._active
-        if service in active.busy:
-            return
-        head = self._head(service)
-        if head is None:
-            active.offered.pop(service, None)
-        elif active.offered.get(service) is not head:
-            active.offered[service] = head
-            heapq.heappush(active.ready, (head.order, head))
+        """Make a free service's best queued record its dispatch candidate."""
+        if service not in self._active.busy:
+            self._active.queue.offer(service)
 
     def _dispatch(self) -> None:
         """Start runs while there is room, each on a parked worker or a new one."""
@@ -417,25 +303,9 @@ class Intake:
     def _pick(self) -> AlertRecord | None:
         """If there is room, take the next record to run: best priority, then oldest,
         among free services. The caller starts it."""
-        active = self._active
-        while len(active.running) < self._limits.concurrency and active.ready:
-            record = heapq.heappop(active.ready)[1]
-            service = record.service
-            assert service is not None
-            if active.offered.get(service) is not record:
-                continue  # superseded by a newer offer for this service
-            del active.offered[service]  # only free services are offered
-            if record.status is not AlertStatus.QUEUED:  # resolved or expired meanwhile
-                self._offer(service)
-                continue
-            heap = active.queues[service]
-            top = heapq.heappop(heap)[1]  # an offer is its service's head until superseded
-            active.heaped -= 1
-            assert top is record
-            if not heap:
-                del active.queues[service]
-            return record
-        return None
+        if len(self._active.running) >= self._limits.concurrency:
+            return None
+        return self._active.queue.pop_next()
 
     def _free_worker(self, record: AlertRecord) -> asyncio.Task[None]:
         """Hand `record` to a parked worker, or start a worker for it (fewer than the limit
@@ -455,7 +325,6 @@ class Intake:
         service = record.service
         assert service is not None
         active = self._active
-        active.queued -= 1
         active.busy.add(service)
         if not active.running:
             self._no_runs.clear()  # the first run
@@ -531,14 +400,14 @@ class Intake:
         if not self._active.running:
             self._no_runs.set()
         self._active.busy.discard(service)
-        if service in self._active.queues:
+        if self._active.queue.holds(service):
             self._offer(service)
         self._check_idle()
 
     # -- terminal statuses ---------------------------------------------------------------------
 
     def _close_queued(self, record: AlertRecord, status: AlertStatus, reason: str) -> None:
-        self._active.queued -= 1
+        self._active.queue.left()
         self._finish(record, status, reason, finalize=True)
         self._check_idle()
 
@@ -593,18 +462,13 @@ class Intake:
         done_at, window = self._done_at, self._limits.dedup_window_seconds
         while done_at and now - next(iter(done_at.values())) >= window:
             del done_at[next(iter(done_at))]
-        self._active.compact()
+        self._active.queue.compact()
         self._dispatch()
 
     def _expire_queued(self, now: float) -> None:
-        fifo = self._active.fifo
-        while fifo and now - fifo[0].enqueued_at >= self._limits.ttl_seconds:
-            record = fifo.popleft()
-            if record.status is AlertStatus.QUEUED:
-                logger.warning("alert expired in queue after %.0fs", now - record.enqueued_at)
-                self._close_queued(record, AlertStatus.EXPIRED, "ttl")
-        while fifo and fifo[0].status is not AlertStatus.QUEUED:
-            fifo.popleft()
+        for record in self._active.queue.take_expired(now, self._limits.ttl_seconds):
+            logger.warning("alert expired in queue after %.0fs", now - record.enqueued_at)
+            self._close_queued(record, AlertStatus.EXPIRED, "ttl")
 
     async def _tick_forever(self) -> None:
         while True:
@@ -687,45 +551,21 @@ class Intake:
     def queued_page(
         self, *, limit: int, after: int | None = None
     ) -> tuple[list[AlertRecord], int | None]:
-        """Up to `limit` queued records in queue order (best priority, then oldest): the
-        first ones, or those after the record whose `order` is `after`. Also returns the
-        `order` to ask for the next page with: None when no queued record follows.
-
-        Costs O(log n + limit + dead entries met): each line is bisected, then read from
-        there. Dead entries (of records that left the queue) are trimmed from the front of
-        each line, and `compact` keeps the others fewer than the live ones plus slack.
-        """
-        if limit < 1:
-            raise ValueError("a page holds at least one record")
-        page: list[AlertRecord] = []
-        for line in self._active.lines.values():
-            line.trim()
-            records, start = line.records, line.head
-            if start == len(records) or (after is not None and records[-1].order <= after):
-                continue
-            if after is not None:
-                start = bisect.bisect_right(records, after, lo=start, key=_order_of)
-            for i in range(start, len(records)):
-                record = records[i]
-                if record.status is AlertStatus.QUEUED:
-                    if len(page) == limit:
-                        return page, page[-1].order
-                    page.append(record)
-        return page, None
+        """One page of the queue, and the `order` to ask for the next with (`Queue.page`)."""
+        return self._active.queue.page(limit=limit, after=after)
 
     def listing(self) -> dict[str, list[AlertRecord]]:
         """Everything at once: running, every queued record in queue order, the recent.
         O(queue), for tests and tools; `GET /alerts` pages with `queued_page`."""
-        lines = self._active.lines.values()
         return {
             "running": self.running_records(),
-            "queued": [r for line in lines for r in line.records if r.status is AlertStatus.QUEUED],
+            "queued": self._active.queue.in_order(),
             "recent": self.recent(),
         }
 
     def counts(self) -> tuple[int, int]:
         """(running, queued) right now."""
-        return len(self._active.running), self._active.queued
+        return len(self._active.running), self._active.queue.size
 
     def stats(self) -> dict[str, Any]:
         running, queued = self.counts()

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from config import Settings
 from demo.simulators.server import serve
-from intake import Intake, Limits, pipeline
+from intake import Intake, Limits, queue
 from main import alerts, errors
 from models import Alert, AlertList, AlertState, AlertStatus, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
@@ -304,7 +304,7 @@ async def test_pages_stay_exact_while_alerts_resolve_expire_and_are_compacted(
 ) -> None:
     """Intake alone: every walk through the pages equals the queue computed apart, while
     resolutions leave dead entries mid-line, expiry at the front, and compaction runs."""
-    monkeypatch.setattr(pipeline, "COMPACT_SLACK", 8)
+    monkeypatch.setattr(queue, "COMPACT_SLACK", 8)
     rng = random.Random(seed)
     now = [0.0]
     limits = Limits(concurrency=3, queue_size=10_000, ttl_seconds=50, tick_seconds=3600)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from intake import Draining, Intake, Limits
-from intake.pipeline import COMPACT_SLACK, HOLD_SECONDS
+from intake.pipeline import HOLD_SECONDS
+from intake.queue import COMPACT_SLACK
 from models import Alert, AlertState, AlertStatus, Priority, Provider
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
 
@@ -379,11 +380,11 @@ async def test_dead_entries_behind_a_waiting_alert_are_dropped_on_tick() -> None
         for n in range(3 * COMPACT_SLACK):
             h.submit(alert(f"quick-{n}", service=f"svc-{n}"))
             h.submit(alert(f"quick-{n}", service=f"svc-{n}", state=AlertState.RESOLVED))
-        active = h.intake._active
-        assert len(active.fifo) > 3 * COMPACT_SLACK  # held behind "waiting" until a tick
+        queue = h.intake._active.queue
+        assert len(queue.fifo) > 3 * COMPACT_SLACK  # held behind "waiting" until a tick
         h.intake.tick()
-        assert len(active.fifo) <= 2 * active.queued + COMPACT_SLACK
-        assert active.heaped <= 2 * active.queued + COMPACT_SLACK
+        assert len(queue.fifo) <= 2 * queue.size + COMPACT_SLACK
+        assert queue.heaped <= 2 * queue.size + COMPACT_SLACK
         assert h.intake.get("generic:waiting").status is AlertStatus.QUEUED
         h.runner.release("generic:blocker")
         await h.intake.wait_idle()
