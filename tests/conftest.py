@@ -1,14 +1,17 @@
-"""Shared fixtures: a valid Settings built by keyword, never from the process environment."""
+"""Shared fixtures: a valid Settings built by keyword, never from the process environment, and
+a simulated PagerDuty on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config import Settings, load_settings
+from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
+from demo.simulators.server import serve
 
 TEST_SECRETS = {
     "llm_api_key": "sk-test-llm-key-0123456789abcdef",
@@ -44,3 +47,11 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SettingsFa
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def fake_pd() -> AsyncIterator[tuple[FakePagerDuty, str]]:
+    """A simulated PagerDuty (REST token: the test one) and its base URL."""
+    app, fake = make_fake_pagerduty(api_token=TEST_SECRETS["pagerduty_api_token"])
+    async with serve(app) as base_url:
+        yield fake, base_url

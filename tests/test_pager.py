@@ -9,22 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from demo.simulators.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
-from demo.simulators.server import serve
-from tests.conftest import TEST_SECRETS, SettingsFactory
+from demo.simulators.pagerduty import FakePagerDuty, Scripted
+from tests.conftest import SettingsFactory
 from tests.test_pagerduty import FakeTime, make_alert
 from tools import pager as pager_module
 from tools.pager import Pager
 from tools.pagerduty import PagerDutyClient, RateGate
 
 PagerFactory = Callable[..., Pager]
-
-
-@pytest.fixture
-async def fake_pd() -> AsyncIterator[tuple[FakePagerDuty, str]]:
-    app, fake = make_fake_pagerduty(api_token=TEST_SECRETS["pagerduty_api_token"])
-    async with serve(app) as base_url:
-        yield fake, base_url
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from config import Settings
-from demo.simulators.pagerduty import FakePagerDuty, Scripted, make_fake_pagerduty
-from demo.simulators.server import serve
+from demo.simulators.pagerduty import FakePagerDuty, Scripted
 from models import Alert, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
 from tools.pagerduty import PagerDutyClient, dedup_key_for, severity_for
@@ -51,13 +50,6 @@ def make_alert(**fields: Any) -> Alert:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient() as client:
         yield client
-
-
-@pytest.fixture
-async def fake_pd() -> AsyncIterator[tuple[FakePagerDuty, str]]:
-    app, fake = make_fake_pagerduty(api_token=TEST_SECRETS["pagerduty_api_token"])
-    async with serve(app) as base_url:
-        yield fake, base_url
 
 
 @pytest.fixture

@@ -42,8 +42,6 @@ from tools.reports import promised_report_name, write_report
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-MAX_REPORT_CHARS = 200_000
-
 
 def withhold(ctx: RunContext, line: str) -> JsonObject:
     """Shadow mode: record the write that was not made and tell the model so."""
@@ -154,27 +152,25 @@ async def write_incident_report(deps: ToolDeps, args: ReportArgs, ctx: RunContex
     previous = ctx.report_filename
     # Chosen before the first await: concurrent calls in one turn agree on one file.
     filename = promised_report_name(ctx, deps.now(), requested)
+    # Bounded already: arguments are at most MAX_ARGUMENT_CHARS (tools.executor), well under
+    # the report cap `write_report` applies.
     content = deps.redactor.redact(args.content)
-    truncated = len(content) > MAX_REPORT_CHARS
-    content = content[:MAX_REPORT_CHARS]
     try:
         await asyncio.to_thread(write_report, deps.settings.incidents_dir, filename, content)
     except OSError as exc:
         raise ToolError(f"could not write report {filename}: {exc.strerror or exc}") from exc
     ctx.report_content = content
-    return _report_result(filename, previous, requested, truncated, len(content))
+    return _report_result(filename, previous, requested, len(content))
 
 
 def _report_result(
-    filename: str, previous: str | None, requested: str | None, truncated: bool, chars: int
+    filename: str, previous: str | None, requested: str | None, chars: int
 ) -> JsonObject:
     result: JsonObject = {"written": True, "filename": filename, "chars": chars}
     if previous:
         result["note"] = f"overwrote this incident's report {previous} (one file per incident)"
         if requested and requested != previous:
             result["note"] += f"; the requested name {requested} was not used"
-    if truncated:
-        result["truncated"] = f"content was cut to {MAX_REPORT_CHARS} characters"
     return result
 
 
