@@ -18,7 +18,7 @@ from agent.report import ReportInput, ReportWriter
 from config import Settings
 from intake import AlertRecord
 from models import AlertStatus
-from tools import EscalationResult, Pager, RunContext, promised_report_name
+from tools import Escalation, EscalationResult, Pager, RunContext, promised_report_name
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,11 @@ class Finalizer:
             ctx.withheld.append(f"PagerDuty trigger ({record.reason}): {summary}")
             return None
         return self._pager.submit_trigger(
-            alert=record.alert,
-            summary=summary,
-            details=explain(record.reason) + "\n" + findings(record, ctx.final_text),
-            trace_id=record.trace_id,
-            report_file=report_file,
+            Escalation(
+                alert=record.alert,
+                summary=summary,
+                trace_id=record.trace_id,
+                details=explain(record.reason) + "\n" + findings(record, ctx.final_text),
+                report_file=report_file,
+            )
         )

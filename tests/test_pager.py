@@ -14,7 +14,7 @@ from tests.conftest import SettingsFactory
 from tests.test_pagerduty import FakeTime, make_alert
 from tools import pager as pager_module
 from tools.pager import Pager
-from tools.pagerduty import PagerDutyClient, RateGate
+from tools.pagerduty import Escalation, PagerDutyClient, RateGate
 
 PagerFactory = Callable[..., Pager]
 
@@ -46,7 +46,9 @@ def ids(count: int) -> list[str]:
 
 async def escalate_all(pager: Pager, incident_ids: list[str]) -> list[Any]:
     futures = [
-        pager.submit_trigger(alert=make_alert(incident_id=i), summary="down", trace_id="t")
+        pager.submit_trigger(
+            Escalation(alert=make_alert(incident_id=i), summary="down", trace_id="t")
+        )
         for i in incident_ids
     ]
     return list(await asyncio.gather(*futures))
@@ -104,7 +106,9 @@ async def test_storm_updates_wait_for_their_spacing_but_not_at_shutdown(
     pager = make_pager(max_per_minute=1, storm_update_seconds=3600)
     async with pager:
         first = await escalate_all(pager, ids(2))  # one single page, one storm event
-        late = pager.submit_trigger(alert=make_alert(incident_id="late"), summary="x", trace_id="t")
+        late = pager.submit_trigger(
+            Escalation(alert=make_alert(incident_id="late"), summary="x", trace_id="t")
+        )
         await asyncio.sleep(0)
         assert not late.done()  # the update waits for its spacing (an hour here)
         await pager.close(seconds=5)  # closing sends it at once
@@ -120,7 +124,7 @@ async def test_a_callers_cancellation_never_cancels_its_page(
     pager = make_pager()
     async with pager:
         waiter = asyncio.create_task(
-            pager.trigger(alert=make_alert(), summary="down", trace_id="t")
+            pager.trigger(Escalation(alert=make_alert(), summary="down", trace_id="t"))
         )
         await asyncio.sleep(0)
         waiter.cancel()
@@ -138,7 +142,9 @@ async def test_close_resolves_what_could_not_be_delivered_as_failed(
     pager = make_pager()
     async with pager:
         futures = [
-            pager.submit_trigger(alert=make_alert(incident_id=i), summary="x", trace_id="t")
+            pager.submit_trigger(
+                Escalation(alert=make_alert(incident_id=i), summary="x", trace_id="t")
+            )
             for i in ids(3)
         ]
         await pager.close(seconds=0.05)
@@ -154,7 +160,7 @@ async def test_a_page_submitted_after_close_fails_at_once_never_hangs(
     pager = make_pager()
     async with pager:
         pass
-    result = await pager.trigger(alert=make_alert(), summary="x", trace_id="t")
+    result = await pager.trigger(Escalation(alert=make_alert(), summary="x", trace_id="t"))
     assert (result.ok, result.error) == (False, "the pager is not running")
 
 
@@ -163,8 +169,12 @@ async def test_a_page_that_would_join_a_storm_after_close_fails_at_once_too(
 ) -> None:
     pager = make_pager(max_per_minute=1)
     async with pager:
-        pager.submit_trigger(alert=make_alert(incident_id="first"), summary="x", trace_id="t")
-    late = pager.trigger(alert=make_alert(incident_id="late"), summary="x", trace_id="t")
+        pager.submit_trigger(
+            Escalation(alert=make_alert(incident_id="first"), summary="x", trace_id="t")
+        )
+    late = pager.trigger(
+        Escalation(alert=make_alert(incident_id="late"), summary="x", trace_id="t")
+    )
     result = await asyncio.wait_for(late, 5)  # above the rate: it would have joined a storm
     assert (result.ok, result.error) == (False, "the pager is not running")
 
@@ -184,8 +194,8 @@ async def test_a_429_pauses_every_sender_for_its_retry_after(
             )
             for _ in range(2)
         )
-        assert (await first.trigger(alert=make_alert(), summary="a", trace_id="t")).ok
+        assert (await first.trigger(Escalation(alert=make_alert(), summary="a", trace_id="t"))).ok
         assert time.sleeps == [7.0]  # the refused sender waited out Retry-After
         gate.pause(5)  # as if another 429 had just arrived
-        assert (await second.trigger(alert=make_alert(), summary="b", trace_id="t")).ok
+        assert (await second.trigger(Escalation(alert=make_alert(), summary="b", trace_id="t"))).ok
     assert time.sleeps == [7.0, 5.0]  # so did the other sender before its first attempt

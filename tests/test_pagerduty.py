@@ -14,7 +14,7 @@ from config import Settings
 from demo.simulators.pagerduty import FakePagerDuty, Scripted
 from models import Alert, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
-from tools.pagerduty import PagerDutyClient, dedup_key_for, severity_for
+from tools.pagerduty import Escalation, PagerDutyClient, dedup_key_for, severity_for
 
 
 class FakeTime:
@@ -83,11 +83,13 @@ def pd(fake_pd: tuple[FakePagerDuty, str]) -> FakePagerDuty:
 
 async def test_trigger_sends_the_events_v2_payload(pd: FakePagerDuty, make_client: ClientFactory):
     result = await make_client().trigger(
-        alert=make_alert(),
-        summary="worker failing",
-        details="db slow",
-        trace_id="t-1",
-        report_file="r.md",
+        Escalation(
+            alert=make_alert(),
+            summary="worker failing",
+            trace_id="t-1",
+            details="db slow",
+            report_file="r.md",
+        )
     )
     assert result.ok
     assert result.action == "trigger"
@@ -121,13 +123,15 @@ async def test_trigger_sends_the_events_v2_payload(pd: FakePagerDuty, make_clien
 async def test_trigger_without_service_or_url_uses_unknown_source_and_no_links(
     pd: FakePagerDuty, make_client: ClientFactory
 ) -> None:
-    await make_client().trigger(alert=make_alert(service=None, url=None), summary="s", trace_id="t")
+    await make_client().trigger(
+        Escalation(alert=make_alert(service=None, url=None), summary="s", trace_id="t")
+    )
     assert pd.events[0].json["payload"]["source"] == "unknown"
     assert "links" not in pd.events[0].json
 
 
 async def test_trigger_summary_is_cut_to_1024_chars(pd: FakePagerDuty, make_client: ClientFactory):
-    await make_client().trigger(alert=make_alert(), summary="x" * 5000, trace_id="t")
+    await make_client().trigger(Escalation(alert=make_alert(), summary="x" * 5000, trace_id="t"))
     assert pd.events[0].json["payload"]["summary"] == "x" * 1024
 
 
@@ -160,7 +164,9 @@ async def test_trigger_severity_is_the_requested_one_if_valid_else_derived(
     expected: str,
 ) -> None:
     alert = make_alert(service=service)
-    await make_client().trigger(alert=alert, summary="s", severity=requested, trace_id="t")
+    await make_client().trigger(
+        Escalation(alert=alert, summary="s", trace_id="t", severity=requested)
+    )
     assert pd.events[0].json["payload"]["severity"] == expected
 
 
@@ -185,7 +191,7 @@ async def test_429_is_retried_honouring_retry_after(
     pd: FakePagerDuty, make_client: ClientFactory, fake_time: FakeTime
 ) -> None:
     pd.events_script.extend([Scripted(429, headers={"Retry-After": "7"}), Scripted(202)])
-    result = await make_client().trigger(alert=make_alert(), summary="s", trace_id="t")
+    result = await make_client().trigger(Escalation(alert=make_alert(), summary="s", trace_id="t"))
     assert (result.ok, result.attempts, result.status_code) == (True, 2, 202)
     assert fake_time.sleeps == [7.0]
 
@@ -198,7 +204,9 @@ async def test_permanent_500_gives_up_after_5_retries_and_logs_error_without_sec
 ) -> None:
     pd.events_default = Scripted(500, body={"echo": TEST_SECRETS["pagerduty_routing_key"]})
     with caplog.at_level(logging.ERROR, logger="tools.pagerduty"):
-        result = await make_client().trigger(alert=make_alert(), summary="s", trace_id="t")
+        result = await make_client().trigger(
+            Escalation(alert=make_alert(), summary="s", trace_id="t")
+        )
     assert (result.ok, result.attempts, result.status_code) == (False, 6, 500)
     assert result.error is not None
     assert "HTTP 500" in result.error
@@ -213,7 +221,7 @@ async def test_400_is_not_retried(
     pd: FakePagerDuty, make_client: ClientFactory, fake_time: FakeTime
 ) -> None:
     pd.events_script.append(Scripted(400, body={"status": "invalid event"}))
-    result = await make_client().trigger(alert=make_alert(), summary="s", trace_id="t")
+    result = await make_client().trigger(Escalation(alert=make_alert(), summary="s", trace_id="t"))
     assert (result.ok, result.attempts, result.status_code) == (False, 1, 400)
     assert fake_time.sleeps == []
 
@@ -224,7 +232,7 @@ async def test_retries_never_sleep_past_the_deadline(
     pd.events_default = Scripted(503)
     deadline = fake_time.now + 5
     result = await make_client().trigger(
-        alert=make_alert(), summary="s", trace_id="t", deadline=deadline
+        Escalation(alert=make_alert(), summary="s", trace_id="t"), deadline=deadline
     )
     assert not result.ok
     assert 1 < result.attempts < 6
@@ -236,7 +244,7 @@ async def test_retry_after_beyond_the_deadline_gives_up_at_once(
 ) -> None:
     pd.events_default = Scripted(429, headers={"Retry-After": "60"})
     result = await make_client().trigger(
-        alert=make_alert(), summary="s", trace_id="t", deadline=fake_time.now + 10
+        Escalation(alert=make_alert(), summary="s", trace_id="t"), deadline=fake_time.now + 10
     )
     assert (result.ok, result.attempts, fake_time.sleeps) == (False, 1, [])
 
@@ -269,7 +277,7 @@ async def test_unreachable_events_api_fails_with_the_error(
         client = PagerDutyClient(
             http=http, settings=make_settings(), sleep=fake_time.sleep, clock=fake_time.clock
         )
-        result = await client.trigger(alert=make_alert(), summary="s", trace_id="t")
+        result = await client.trigger(Escalation(alert=make_alert(), summary="s", trace_id="t"))
     assert (result.ok, result.attempts, result.status_code) == (False, 6, None)
     assert result.error == "ConnectError: refused"
 
@@ -280,7 +288,9 @@ POLICY = {"pagerduty_escalation_policy_id": "PPOLICY", "pagerduty_from_email": "
 async def test_trigger_hands_the_incident_to_the_escalation_policy(
     pd: FakePagerDuty, make_client: ClientFactory
 ) -> None:
-    result = await make_client(**POLICY).trigger(alert=make_alert(), summary="s", trace_id="t")
+    result = await make_client(**POLICY).trigger(
+        Escalation(alert=make_alert(), summary="s", trace_id="t")
+    )
     assert result.ok
     assert result.policy_handoff == "handed to escalation policy PPOLICY (incident Q0001)"
     lookup, update = pd.rest
@@ -301,7 +311,9 @@ async def test_hand_off_waits_for_the_incident_to_appear(
     pd: FakePagerDuty, make_client: ClientFactory, fake_time: FakeTime
 ) -> None:
     pd.lookup_misses = 1
-    result = await make_client(**POLICY).trigger(alert=make_alert(), summary="s", trace_id="t")
+    result = await make_client(**POLICY).trigger(
+        Escalation(alert=make_alert(), summary="s", trace_id="t")
+    )
     assert result.policy_handoff is not None
     assert result.policy_handoff.startswith("handed")
     assert fake_time.sleeps == [1.0]
@@ -320,7 +332,9 @@ async def test_hand_off_failure_does_not_fail_the_escalation(
 ) -> None:
     for name, value in script.items():
         setattr(pd, name, value)
-    result = await make_client(**POLICY).trigger(alert=make_alert(), summary="s", trace_id="t")
+    result = await make_client(**POLICY).trigger(
+        Escalation(alert=make_alert(), summary="s", trace_id="t")
+    )
     assert result.ok
     assert result.policy_handoff == reason
 
@@ -328,9 +342,11 @@ async def test_hand_off_failure_does_not_fail_the_escalation(
 async def test_no_hand_off_without_a_policy_or_after_a_failed_trigger(
     pd: FakePagerDuty, make_client: ClientFactory
 ) -> None:
-    plain = await make_client().trigger(alert=make_alert(), summary="s", trace_id="t")
+    plain = await make_client().trigger(Escalation(alert=make_alert(), summary="s", trace_id="t"))
     pd.events_script.append(Scripted(400))
-    failed = await make_client(**POLICY).trigger(alert=make_alert(), summary="s", trace_id="t")
+    failed = await make_client(**POLICY).trigger(
+        Escalation(alert=make_alert(), summary="s", trace_id="t")
+    )
     assert plain.policy_handoff is None
     assert failed.policy_handoff is None
     assert pd.rest == []
@@ -369,7 +385,9 @@ async def test_long_incident_id_uses_the_same_short_key_for_every_action(
     pd: FakePagerDuty, make_client: ClientFactory
 ) -> None:
     client, incident = make_client(), "generic:" + "x" * 300
-    await client.trigger(alert=make_alert(incident_id=incident), summary="s", trace_id="t")
+    await client.trigger(
+        Escalation(alert=make_alert(incident_id=incident), summary="s", trace_id="t")
+    )
     await client.resolve(dedup_key=incident, trace_id="t")
     assert {e.json["dedup_key"] for e in pd.events} == {dedup_key_for(incident)}
 
@@ -377,5 +395,5 @@ async def test_long_incident_id_uses_the_same_short_key_for_every_action(
 async def test_empty_summary_falls_back_to_the_alert_summary(
     pd: FakePagerDuty, make_client: ClientFactory
 ) -> None:
-    await make_client().trigger(alert=make_alert(), summary="  ", trace_id="t")
+    await make_client().trigger(Escalation(alert=make_alert(), summary="  ", trace_id="t"))
     assert pd.events[0].json["payload"]["summary"] == "error rate above 5%"

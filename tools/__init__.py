@@ -11,12 +11,19 @@ from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
 from tools.executor import ToolExecutor
 from tools.pager import Pager
-from tools.pagerduty import EscalationResult, PagerDutyClient, PagerDutyEvents, severity_for
+from tools.pagerduty import (
+    Escalation,
+    EscalationResult,
+    PagerDutyClient,
+    PagerDutyEvents,
+    severity_for,
+)
 from tools.redact import Redactor
 from tools.reports import default_report_name, promised_report_name, write_report
 
 __all__ = [
     "CloudTools",
+    "Escalation",
     "EscalationResult",
     "NotConfiguredCloud",
     "Pager",

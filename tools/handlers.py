@@ -35,7 +35,7 @@ from tools.guardrails import (
     resolve_service,
 )
 from tools.ops import call_ops
-from tools.pagerduty import EscalationResult
+from tools.pagerduty import Escalation, EscalationResult
 from tools.registry import ALWAYS_WRITES, JsonObject, Tool, ToolDeps
 from tools.reports import promised_report_name, write_report
 
@@ -118,12 +118,14 @@ async def escalate_pagerduty(deps: ToolDeps, args: EscalateArgs, ctx: RunContext
         line = f"PagerDuty trigger for {alert.incident_id}: {args.summary[:300]}"
         return withhold(ctx, deps.redactor.redact(line))
     result = await deps.pagerduty.trigger(
-        alert=alert,
-        summary=deps.redactor.redact(args.summary),
-        severity=args.severity,
-        details=deps.redactor.redact(args.details) if args.details else None,
-        trace_id=ctx.trace_id,
-        report_file=promised_report_name(ctx, deps.now()),
+        Escalation(  # the PagerDuty client redacts summary and details
+            alert=alert,
+            summary=args.summary,
+            trace_id=ctx.trace_id,
+            severity=args.severity,
+            details=args.details,
+            report_file=promised_report_name(ctx, deps.now()),
+        ),
         deadline=ctx.deadline,
     )
     ctx.escalations.append(result)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import deque
@@ -32,11 +31,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import Alert
 from tools.pagerduty import (
     CLIENT_NAME,
     MAX_SUMMARY_CHARS,
     SEVERITIES,
+    Escalation,
     EscalationResult,
     PagerDutyClient,
 )
@@ -138,27 +137,11 @@ class Pager:
     # -- the interface the agent, tools and finalizer use ---------------------------------
 
     async def trigger(
-        self,
-        *,
-        alert: Alert,
-        summary: str,
-        severity: str | None = None,
-        details: str | None = None,
-        trace_id: str,
-        report_file: str | None = None,
-        deadline: float | None = None,
+        self, escalation: Escalation, *, deadline: float | None = None
     ) -> EscalationResult:
         """Escalate this alert's incident (or add it to the storm) and wait for the result
         until `deadline` (a `clock()` time); past it, the page is still delivered."""
-        future = self.submit_trigger(
-            alert=alert,
-            summary=summary,
-            severity=severity,
-            details=details,
-            trace_id=trace_id,
-            report_file=report_file,
-        )
-        return await self._wait(future, deadline)
+        return await self._wait(self.submit_trigger(escalation), deadline)
 
     async def acknowledge(
         self, *, dedup_key: str, trace_id: str, deadline: float | None = None
@@ -175,34 +158,17 @@ class Pager:
     async def probe(self) -> tuple[bool, str]:
         return await self._client.probe()
 
-    def submit_trigger(
-        self,
-        *,
-        alert: Alert,
-        summary: str,
-        severity: str | None = None,
-        details: str | None = None,
-        trace_id: str,
-        report_file: str | None = None,
-    ) -> asyncio.Future[EscalationResult]:
+    def submit_trigger(self, escalation: Escalation) -> asyncio.Future[EscalationResult]:
         """Queue an escalation; never blocks. Above the rate it joins the current storm."""
+        alert = escalation.alert
         if self._group is None:  # closed: not even a storm will be sent again
             return self._refused("trigger", alert.incident_id)
-        build = functools.partial(
-            self._client.trigger_event,
-            alert=alert,
-            summary=summary,
-            severity=severity,
-            details=details,
-            trace_id=trace_id,
-            report_file=report_file,
-        )
         if self._rate_exceeded():  # its own event is built only if it opens a storm
-            return self._join_storm(alert, self._client.severity(alert, severity), build)
-        event = build()
+            return self._join_storm(escalation)
+        event = self._client.trigger_event(escalation)
         self._window.append(self._clock())
         self._storm = None  # the rate has room again: a later flood opens a new storm
-        send = self._bound(self._client.send_trigger, event=event, trace_id=trace_id)
+        send = self._bound(self._client.send_trigger, event=event, trace_id=escalation.trace_id)
         return self._enqueue(send, "trigger", event["dedup_key"])
 
     def pending(self) -> int:
@@ -217,13 +183,13 @@ class Pager:
             window.popleft()
         return len(window) >= self._max_per_minute
 
-    def _join_storm(
-        self, alert: Alert, severity: str, build: Callable[[], dict[str, Any]]
-    ) -> asyncio.Future[EscalationResult]:
+    def _join_storm(self, escalation: Escalation) -> asyncio.Future[EscalationResult]:
+        alert = escalation.alert
         incident_id = alert.incident_id
         storm = self._storm
         if storm is None or storm.id_chars + len(incident_id) > STORM_MAX_ID_CHARS:
-            first_summary = build()["payload"]["summary"]  # built (and redacted) as for a page
+            first = self._client.trigger_event(escalation)  # built (and redacted) as for a page
+            first_summary = first["payload"]["summary"]
             storm = self._storm = _Storm(key=f"storm:{incident_id}", first_summary=first_summary)
             logger.warning(
                 "PagerDuty rate above %d/min: coalescing escalations into %s",
@@ -233,6 +199,7 @@ class Pager:
         storm.incidents.append(incident_id)
         storm.id_chars += len(incident_id)
         storm.services.add(alert.service or "unknown")
+        severity = self._client.severity(alert, escalation.severity)
         storm.severity = min(storm.severity, SEVERITIES.index(severity))
         future = self._future("trigger", storm.key)
         storm.waiting.append(future)

@@ -58,6 +58,18 @@ class EscalationResult:
     policy_handoff: str | None = None  # result of the escalation-policy hand-off, if attempted
 
 
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """A page to make for one alert's incident: what its Events API trigger says."""
+
+    alert: Alert
+    summary: str
+    trace_id: str
+    severity: str | None = None  # None or not a PagerDuty severity: from the alert
+    details: str | None = None  # findings, free text
+    report_file: str | None = None  # the report that will hold the findings
+
+
 def severity_for(alert: Alert, critical: bool) -> str:
     """PagerDuty severity: critical for P1 or a critical service, then error, warning, info."""
     if critical or alert.priority is Priority.P1:
@@ -110,15 +122,7 @@ class PagerDutyEvents(Protocol):
     """What the agent, its tools and the finalizer page through (`tools.pager.Pager`)."""
 
     async def trigger(
-        self,
-        *,
-        alert: Alert,
-        summary: str,
-        severity: str | None = None,
-        details: str | None = None,
-        trace_id: str,
-        report_file: str | None = None,
-        deadline: float | None = None,
+        self, escalation: Escalation, *, deadline: float | None = None
     ) -> EscalationResult: ...
 
     async def acknowledge(
@@ -191,26 +195,11 @@ class PagerDutyClient:
         self._rest = PagerDutyRest(http=http, settings=settings, sleep=sleep, clock=clock)
 
     async def trigger(
-        self,
-        *,
-        alert: Alert,
-        summary: str,
-        severity: str | None = None,
-        details: str | None = None,
-        trace_id: str,
-        report_file: str | None = None,
-        deadline: float | None = None,
+        self, escalation: Escalation, *, deadline: float | None = None
     ) -> EscalationResult:
         """Page a human for this alert's incident (dedup key = incident id)."""
-        event = self.trigger_event(
-            alert=alert,
-            summary=summary,
-            severity=severity,
-            details=details,
-            trace_id=trace_id,
-            report_file=report_file,
-        )
-        return await self.send_trigger(event, trace_id=trace_id, deadline=deadline)
+        event = self.trigger_event(escalation)
+        return await self.send_trigger(event, trace_id=escalation.trace_id, deadline=deadline)
 
     async def send_trigger(
         self, event: dict[str, Any], *, trace_id: str, deadline: float | None = None
@@ -239,28 +228,21 @@ class PagerDutyClient:
         """Is the REST API reachable with the token? For `/ops/health`."""
         return await self._rest.probe()
 
-    def trigger_event(
-        self,
-        *,
-        alert: Alert,
-        summary: str,
-        severity: str | None = None,
-        details: str | None = None,
-        trace_id: str,
-        report_file: str | None = None,
-    ) -> dict[str, Any]:
+    def trigger_event(self, escalation: Escalation) -> dict[str, Any]:
         """The Events API v2 trigger for this alert's incident (without the routing key)."""
+        alert, details = escalation.alert, escalation.details
         service = alert.service or "unknown"
-        text = self._redactor.redact(summary.strip() or alert.summary or alert.incident_id)
+        summary = escalation.summary.strip() or alert.summary or alert.incident_id
+        text = self._redactor.redact(summary)
         payload: dict[str, Any] = {
             "summary": text[:MAX_SUMMARY_CHARS],
             "source": service,
-            "severity": self.severity(alert, severity),
+            "severity": self.severity(alert, escalation.severity),
             "component": service,
             "custom_details": {
                 "findings": self._redactor.redact(details) if details else details,
-                "trace_id": trace_id,
-                "report_file": report_file,
+                "trace_id": escalation.trace_id,
+                "report_file": escalation.report_file,
                 "incident_id": alert.incident_id,
                 "priority": alert.priority.value,
                 "service": service,
