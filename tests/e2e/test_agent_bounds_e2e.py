@@ -41,7 +41,7 @@ def log_lines(capsys: Any) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("{")]
 
 
-async def test_a_thousand_tool_calls_run_at_most_sixteen_and_the_next_alert_runs_normally(
+async def test_a_thousand_tool_calls_run_at_most_sixteen_and_the_next_alert_still_pages(
     make_settings: SettingsFactory,
 ) -> None:
     status = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
@@ -49,8 +49,8 @@ async def test_a_thousand_tool_calls_run_at_most_sixteen_and_the_next_alert_runs
         script=[
             tools(*map(probe, range(1000))),
             say("Probed what I could; the worker is fine."),
-            tools(status),
-            say("Worker status checked; healthy."),
+            tools(status, Call("escalate_pagerduty", {"summary": "worker needs a human"})),
+            say("Worker status checked; escalated."),
         ]
     )
     async with running_stack(make_settings, llm) as stack:
@@ -67,9 +67,12 @@ async def test_a_thousand_tool_calls_run_at_most_sixteen_and_the_next_alert_runs
     assert first["status"] == "resolved"
     assert len(first["tool_calls"]) == 1000
     assert all(c["error"].startswith("not run") for c in first["tool_calls"][16:])
-    assert second["status"] == "resolved"
-    assert [(c["name"], c["ok"]) for c in second["tool_calls"]] == [("call_ops_endpoint", True)]
+    assert second["status"] == "escalated"
+    calls = [(c["name"], c["ok"]) for c in second["tool_calls"]]
+    assert calls == [("call_ops_endpoint", True), ("escalate_pagerduty", True)]
     assert after == ["/ops/status"]
+    # the clients survived the flood's cancellations: the page went out
+    assert [e.json["dedup_key"] for e in stack.pagerduty.events] == ["generic:after-1"]
 
 
 async def test_a_five_megabyte_answer_gives_a_bounded_report_file_and_log_line(
