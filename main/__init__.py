@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from agent import LLM, Agent, Finalizer, ReportWriter
 from config import ConfigError, Settings, load_settings
 from intake import Intake, Limits
-from main import alerts, errors, ops, webhooks
+from main import alerts, errors, ops, server, webhooks
 from main.deps import Runtime
 from main.middleware import TraceMiddleware
 from state import RuntimeState
@@ -70,6 +70,7 @@ async def health() -> dict[str, str]:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    server.adopt_running_server()  # under a bare `uvicorn main:app`: the request deadlines
     async with AsyncExitStack() as stack:
         telemetry = setup_telemetry(
             otlp_endpoint=settings.otel_exporter_otlp_endpoint,

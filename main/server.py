@@ -15,9 +15,8 @@ for as long as it likes. `DeadlineH11Protocol` is uvicorn's h11 protocol plus tw
 `python -m main` (`serve`) runs `main:app` with these deadlines, `timeout_keep_alive` and
 `timeout_graceful_shutdown`: uvicorn waits at most that long for requests in flight at
 SIGTERM before the lifespan's shutdown (intake's grace for runs) starts, so slow clients
-cannot delay the exit. `uvicorn main:app` serves the same app with uvicorn's own defaults
-(no head or body deadline, no bound on the wait) unless given
-`--http main.server:DeadlineH11Protocol --timeout-graceful-shutdown 2`, as the Dockerfile does.
+cannot delay the exit. Under a bare `uvicorn main:app` the app applies the same at startup
+(`adopt_running_server`); the Dockerfile also names them on its command line.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -144,6 +144,30 @@ class DeadlineH11Protocol(H11Protocol):
         except h11.LocalProtocolError:
             return
         self.transport.write(b"".join(chunk for chunk in chunks if chunk))
+
+
+def adopt_running_server() -> bool:
+    """Under a bare `uvicorn main:app` (the contract's start command), give the server running
+    this app what `python -m main` sets: `DeadlineH11Protocol` for the connections it has yet
+    to accept, and a bounded wait for requests in flight at SIGTERM. Called at startup,
+    before uvicorn accepts a connection. The server is found through the SIGTERM handler it
+    installs (its bound `Server.handle_exit`); under anything else (a test's own server,
+    another ASGI server) nothing changes and False is returned. Choices made on the command
+    line (`--http`, `--timeout-graceful-shutdown`) are kept."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if not isinstance(server, uvicorn.Server):
+        return False
+    config = server.config
+    if config.http_protocol_class is H11Protocol:
+        config.http_protocol_class = DeadlineH11Protocol
+    if config.timeout_graceful_shutdown is None:
+        config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_SECONDS
+    logger.info(
+        "serving with request deadlines (protocol %s, %ss for requests at SIGTERM)",
+        config.http_protocol_class.__name__,
+        config.timeout_graceful_shutdown,
+    )
+    return True
 
 
 def protocol_with(*, header_timeout: float, body_timeout: float) -> type[DeadlineH11Protocol]:

@@ -33,6 +33,7 @@ from tests.e2e.test_shutdown_e2e import (
     GRACE_SECONDS,
     ROOT,
     runtime_environment,
+    uvicorn_process,
     wait_until_serving,
 )
 
@@ -286,3 +287,27 @@ async def test_python_m_main_closes_slow_clients_and_exits_on_sigterm_despite_on
     assert code in (0, -signal.SIGTERM)
     assert took < GRACE_SECONDS + 10  # CONTRACT §3: grace plus 10 s, whatever the clients
     assert "Application shutdown complete" in (tmp_path / "runtime.log").read_text()
+
+
+async def test_bare_uvicorn_main_app_gets_the_deadlines_and_exits_on_sigterm_despite_a_slow_client(
+    tmp_path: Path,
+) -> None:
+    """The contract's start command, without flags: the app gives its server the deadlines."""
+    env = runtime_environment(
+        tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9"
+    )
+    async with uvicorn_process(env, tmp_path / "runtime.log") as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+        slow_writer.write(webhook_head(1000, "Expect: 100-continue"))
+        async with asyncio.timeout(BOUND_SECONDS):
+            await slow_reader.readuntil(b"\r\n\r\n")  # its request is under way, body owed
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = await asyncio.wait_for(process.wait(), GRACE_SECONDS + EXIT_MARGIN_SECONDS)
+        took = time.monotonic() - stopped_at
+        slow_writer.close()
+    log = (tmp_path / "runtime.log").read_text()
+    assert "serving with request deadlines (protocol DeadlineH11Protocol, 2s" in log
+    assert code in (0, -signal.SIGTERM)
+    assert took < GRACE_SECONDS + 10  # uvicorn alone would wait for that body forever
