@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 import telemetry
 from config import Settings
-from intake.sanitize import MAX_DEPTH, cut, too_deep
+from intake.sanitize import MAX_DEPTH, TooDeep, cut, load_json
 from tools.cloud import CloudTools, NotConfiguredCloud
 from tools.context import RunContext, ToolOutcome
 from tools.errors import Refused, ToolError
@@ -53,16 +53,12 @@ def decode_arguments(arguments: str) -> Any:
         raise ArgumentsError(
             f"are {len(arguments)} characters long; at most {MAX_ARGUMENT_CHARS} are accepted"
         )
-    deep = f"are nested deeper than {MAX_DEPTH} levels"
     try:
-        raw = json.loads(arguments) if arguments.strip() else None
-    except RecursionError:  # the decoder gives up near 1,000 levels
-        raise ArgumentsError(deep) from None
+        return load_json(arguments) if arguments.strip() else None  # bounded and clean
+    except TooDeep:
+        raise ArgumentsError(f"are nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise ArgumentsError(f"are not valid JSON: {exc}") from None
-    if too_deep(raw):
-        raise ArgumentsError(deep)
-    return raw
 
 
 def parse_arguments(tool: Tool, arguments: str) -> BaseModel:
