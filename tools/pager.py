@@ -171,10 +171,6 @@ class Pager:
         send = self._bound(self._client.send_trigger, event=event, trace_id=escalation.trace_id)
         return self._enqueue(send, "trigger", event["dedup_key"])
 
-    def pending(self) -> int:
-        """Events submitted and not yet resolved."""
-        return len(self._pending)
-
     # -- rate and storms ---------------------------------------------------------------------
 
     def _rate_exceeded(self) -> bool:
