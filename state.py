@@ -225,17 +225,22 @@ class RuntimeState:
 
     # -- request path: O(1), allocation-free once every bucket and route has been seen --
 
-    def record_request(self, *, route: str, status: int, duration_s: float) -> None:
-        """One HTTP request: window counters, latency histogram, per-route totals."""
+    def record_request(
+        self, *, route: str, status: int, duration_s: float, refused: bool = False
+    ) -> None:
+        """One HTTP request: window counters, latency histogram, per-route totals.
+
+        `refused`: a 5xx the runtime chose to answer (503 while draining): not an error."""
         # The bucket of `now`, recycled when the ring has come round (runs per request).
         epoch = int(self._clock() // self._window.width)
         bucket = self._window.buckets[epoch % WINDOW_BUCKETS]
         if bucket.epoch != epoch:
             bucket.reset(epoch)
         bucket.requests += 1
-        if status >= 500:
+        failed = status >= 500 and not refused
+        if failed:
             bucket.server_errors += 1
-        elif status >= 400:
+        elif 400 <= status < 500:
             bucket.client_errors += 1
         bucket.latency[_latency_bin(duration_s)] += 1
         counts = self._routes.get(route)
@@ -243,7 +248,7 @@ class RuntimeState:
             key = route if len(self._routes) < MAX_ROUTES else OTHER_ROUTE
             counts = self._routes.setdefault(key, [0, 0])
         counts[0] += 1
-        counts[1] += status >= 500
+        counts[1] += failed
 
     # -- events --
 

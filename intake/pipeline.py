@@ -189,6 +189,10 @@ class Intake:
         """Stop accepting; running and already-queued alerts are still worked off."""
         self._accepting = False
 
+    async def resume(self) -> None:
+        """Accept alerts again after `drain` (never after `stop`: shutting down is final)."""
+        self._accepting = not self._stopped
+
     @property
     def accepting(self) -> bool:
         return self._accepting

@@ -58,8 +58,10 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def _client_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _client_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
+    if exc.status >= 500:  # a refusal we chose (draining), not a failure: not counted as one
+        request.state.refused = True
     return JSONResponse(
         error_body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers
     )

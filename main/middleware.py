@@ -63,6 +63,7 @@ def _record(scope: Scope, status: int, duration_s: float) -> None:
         return
     route = scope.get("route")
     path = getattr(route, "path", None) or "unmatched"
+    refused = bool(scope.get("state", {}).get("refused"))  # set by main.errors
     runtime.state.record_request(
-        route=f"{scope['method']} {path}", status=status, duration_s=duration_s
+        route=f"{scope['method']} {path}", status=status, duration_s=duration_s, refused=refused
     )

@@ -33,6 +33,7 @@ from main.ops_models import (
     DependenciesResponse,
     DependencyKind,
     DependencyStatus,
+    DrainRequest,
     DrainResponse,
     ErrorEntry,
     ErrorsResponse,
@@ -373,11 +374,19 @@ async def set_loglevel(body: LogLevelRequest) -> LogLevelResponse:
 @router.post(
     "/drain", response_model=DrainResponse, dependencies=[OpsAuth], responses=_AUTH_RESPONSES
 )
-async def post_drain(runtime: RuntimeDep) -> DrainResponse:
-    """Stop accepting webhooks (503); running and queued alerts are still worked off."""
-    await runtime.intake.drain()
+async def post_drain(runtime: RuntimeDep, body: DrainRequest | None = None) -> DrainResponse:
+    """Stop accepting webhooks (503); running and queued alerts are still worked off.
+    Idempotent. With `{"draining": false}`, accept webhooks again (not once shutting down)."""
+    if body is None or body.draining:
+        await runtime.intake.drain()
+    else:
+        await runtime.intake.resume()
     stats = runtime.intake.stats()
     logger.warning(
-        "drain requested", extra={"running": stats["running"], "queued": stats["queued"]}
+        "drain %s",
+        "requested" if stats["draining"] else "ended",
+        extra={"running": stats["running"], "queued": stats["queued"]},
     )
-    return DrainResponse(draining=True, running=stats["running"], queued=stats["queued"])
+    return DrainResponse(
+        draining=stats["draining"], running=stats["running"], queued=stats["queued"]
+    )

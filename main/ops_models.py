@@ -219,8 +219,15 @@ class LogLevelResponse(BaseModel):
     level: LogLevel
 
 
+class DrainRequest(BaseModel):
+    """Optional body of `POST /ops/drain`: `{"draining": false}` accepts webhooks again."""
+
+    draining: bool = Field(default=True, description="false: stop draining.")
+
+
 class DrainResponse(BaseModel):
-    """Body of `POST /ops/drain`: new webhooks are refused; queued and running work goes on."""
+    """Body of `POST /ops/drain`: whether new webhooks are refused; queued and running work
+    goes on either way."""
 
     draining: bool
     running: int
