@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,6 +23,7 @@ from intake.parsers import (
     PayloadError,
     TooDeep,
     decode_json,
+    left_out,
     parse_webhook,
     redactor_for_body,
 )
@@ -29,6 +31,8 @@ from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
 from models import AlertStatus, ErrorResponse, Provider, WebhookResponse
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -77,7 +81,9 @@ async def receive_webhook(
         raise _draining()
     body = await _read_body(request, runtime.settings.webhook_max_body_bytes, runtime)
     runtime.state.record_webhook("received")
-    items = await _parse_off_loop(platform, body, runtime)
+    items, missing = await _parse_off_loop(platform, body, runtime)
+    if missing:
+        _report_left_out(platform, missing, runtime)
     results = await _submit_all(items, runtime, request.state.trace_id)
     _count(results, runtime)
     content = {"trace_id": request.state.trace_id, "alerts": results}
@@ -146,7 +152,9 @@ def _too_large(limit: int, runtime: Runtime) -> ClientError:
     return ClientError(413, "payload_too_large", f"body exceeds {limit} bytes")
 
 
-async def _parse_off_loop(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
+async def _parse_off_loop(
+    platform: Provider, body: bytes, runtime: Runtime
+) -> tuple[list[Any], int]:
     """Parse a small body inline; a large one (a 5,000-alert notification takes ~150 ms)
     in a thread, so the event loop keeps serving meanwhile."""
     try:
@@ -168,14 +176,15 @@ async def _submit_all(items: list[Any], runtime: Runtime, trace_id: str) -> list
     return results
 
 
-def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
-    """Decode and normalize; pure, so it may run in a worker thread."""
+def _parse(platform: Provider, body: bytes, runtime: Runtime) -> tuple[list[Any], int]:
+    """Decode and normalize: the items, and how many alerts the platform left out. Pure, so
+    it may run in a worker thread."""
     try:
         payload = decode_json(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and TooDeep alike
         raise ClientError(422, "invalid_json", _json_problem(exc)) from None
     try:
-        return parse_webhook(
+        items = parse_webhook(
             platform,
             payload,
             registry=runtime.settings.service_registry,
@@ -184,6 +193,17 @@ def _parse(platform: Provider, body: bytes, runtime: Runtime) -> list[Any]:
         )
     except PayloadError as exc:
         raise ClientError(422, "invalid_payload", field_errors(exc.errors)) from None
+    return items, left_out(platform, payload)
+
+
+def _report_left_out(platform: Provider, missing: int, runtime: Runtime) -> None:
+    """Alerts the platform did not send cannot be diagnosed: say so, loud and counted."""
+    message = (
+        f"{platform.value} left {missing} alert(s) out of a notification (truncatedAlerts): "
+        "raise the receiver's max_alerts"
+    )
+    logger.warning(message, extra={"truncated_alerts": missing})
+    runtime.state.record_error("truncated_alerts", message)
 
 
 def _json_problem(exc: Exception) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from demo.alerts import alertmanager_storm
 from demo.simulators.llm import FakeLLM
 from main.errors import ClientError
 from main.webhooks import _read_body
@@ -204,3 +205,27 @@ async def test_no_bad_request_is_a_500_nor_logs_the_token(
         response = await post(stack, path, **kw)
         assert 400 <= response.status_code < 500, (path, response.text)
     assert TOKEN not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("provider", ["alertmanager", "grafana"])
+async def test_alerts_a_platform_left_out_are_a_warning_and_a_counted_error(
+    stack: Stack, provider: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = alertmanager_storm(0, 2, job="worker") | {"truncatedAlerts": 3}
+    if provider == "grafana":
+        body["version"] = "1"
+    response = await stack.webhook(provider, body)
+    errors = (await stack.client.get("/ops/errors")).json()["errors"]
+    assert response.status_code == 202
+    assert len(response.json()["alerts"]) == 2
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "left 3" in r.message]
+    assert "truncatedAlerts" in warning.getMessage()
+    [entry] = [e for e in errors if e["kind"] == "truncated_alerts"]
+    assert entry["count"] == 1
+
+
+async def test_a_notification_without_truncated_alerts_counts_no_error(stack: Stack) -> None:
+    response = await stack.webhook("alertmanager", alertmanager_storm(0, 2, job="worker"))
+    errors = (await stack.client.get("/ops/errors")).json()["errors"]
+    assert response.status_code == 202
+    assert [e for e in errors if e["kind"] == "truncated_alerts"] == []

@@ -43,6 +43,7 @@ __all__ = [
     "Redactor",
     "TooDeep",
     "decode_json",
+    "left_out",
     "parse_webhook",
     "redactor_for_body",
 ]
@@ -106,6 +107,15 @@ def parse_webhook(
     for item in finished:
         logger.debug("parsed %s webhook item %s", provider.value, item.incident_id)
     return finished
+
+
+def left_out(provider: Provider, body: object) -> int:
+    """How many alerts the platform says it left out of this notification: Alertmanager's
+    and Grafana's `truncatedAlerts` (over the receiver's `max_alerts`); 0 when none."""
+    if provider not in (Provider.ALERTMANAGER, Provider.GRAFANA) or not isinstance(body, dict):
+        return 0
+    count = body.get("truncatedAlerts")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
 
 def _finish(provider: Provider, draft: Draft, small: bool, redactor: Redactor | None) -> Alert:
