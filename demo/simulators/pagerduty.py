@@ -8,6 +8,7 @@
     pd.events_default = Scripted(500)        # every unscripted event fails
     pd.events                                # recorded enqueue requests (json bodies)
     pd.rate_limit = 10                       # like PagerDuty: 429 + Retry-After above 10 / window
+    pd.hold = asyncio.Event()                # events are not answered until it is set
 
 Accepted triggers create an incident (id `Q0001`, ...) keyed by dedup key, so the
 escalation-policy hand-off can find it; `lookup_misses` hides it from the first N lookups
@@ -16,6 +17,7 @@ escalation-policy hand-off can find it; `lookup_misses` hides it from the first 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -59,6 +61,7 @@ class FakePagerDuty:
     rate_window: float = 60.0
     accepted_at: deque[float] = field(default_factory=deque)
     throttled: int = 0
+    hold: asyncio.Event | None = None  # Events API answers wait until it is set (a hung API)
 
     def settings_for(self, base_url: str) -> dict[str, str]:
         """Settings overrides pointing the client at this fake."""
@@ -152,6 +155,8 @@ def make_fake_pagerduty(**options: Any) -> tuple[Starlette, FakePagerDuty]:
     async def enqueue(request: Request) -> Response:
         recorded = await _record(request)
         fake.events.append(recorded)
+        if fake.hold is not None:
+            await fake.hold.wait()
         return fake.enqueue(recorded.json or {})
 
     async def rest(request: Request) -> Response:

@@ -136,6 +136,28 @@ async def test_wall_clock_limit_escalates(make_settings: SettingsFactory) -> Non
     assert detail["status"] == "escalated"
 
 
+async def test_wall_clock_limit_bounds_the_run_even_while_pagerduty_hangs(
+    make_settings: SettingsFactory,
+) -> None:
+    """The runtime's page after a timeout is the pager's job: the run's slot is free at the
+    limit, and the service's next alert starts while the first page still waits."""
+    never, hung = asyncio.Event(), asyncio.Event()
+    llm = FakeLLM(script=[say("too late", hold=never), say("All fine.")])
+    async with running_stack(make_settings, llm, agent_timeout_seconds=0.5) as stack:
+        stack.pagerduty.hold = hung
+        await stack.webhook("generic", generic("slow"))
+        await stack.webhook("generic", generic("next"))  # same service: waits for the slot
+        async with asyncio.timeout(10):  # generous; before the fix the page held the slot 60 s
+            await llm.wait_for_requests(2)
+        first = (await stack.client.get("/alerts/generic:slow")).json()
+        hung.set()
+        never.set()
+        await stack.idle()
+    assert first["status"] == "escalated"
+    assert first["reason"] == "timeout"
+    assert [e.json["dedup_key"] for e in stack.pagerduty.events] == ["generic:slow"]
+
+
 async def test_llm_rate_limit_is_retried_honouring_retry_after(
     make_settings: SettingsFactory,
 ) -> None:
