@@ -83,7 +83,7 @@ class TransformTimer:
 
 
 def small_bodies() -> dict[str, Any]:
-    """Plausible /ops/* answers, the size fake services in tests/fakes give."""
+    """Plausible /ops/* answers, the size the simulated services of demo/simulators give."""
     return {
         "/ops/status": {"service": SERVICE, "status": "degraded", "error_rate": 0.23},
         "/ops/metrics": {"latency_ms": {"p50": 40, "p95": 800, "p99": 2400}, "error_rate": 0.2},
