@@ -191,6 +191,61 @@ class AlertList(BaseModel):
     )
 
 
+class TranscriptRequest(BaseModel):
+    """What the runtime sent the LLM in one turn."""
+
+    messages: list[dict[str, Any]] = Field(
+        description="The whole conversation as sent: system prompt, alert, earlier turns."
+    )
+    tools: list[str] = Field(description="Names of the tools offered (none on the last turn).")
+
+
+class TranscriptResponse(BaseModel):
+    """What the LLM answered in one turn (its text cut to 64 KiB, as the runtime read it)."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TranscriptUsage(BaseModel):
+    """Tokens of one turn, from `response.usage`."""
+
+    input: int = 0
+    output: int = 0
+    cached: int | None = Field(
+        default=None,
+        description="Prompt tokens served from the provider's cache "
+        "(`usage.prompt_tokens_details.cached_tokens`); null when the API does not say.",
+    )
+
+
+class TranscriptToolResult(BaseModel):
+    """One tool call's result, as given back to the model."""
+
+    tool_call_id: str
+    name: str
+    content: str
+    ok: bool
+
+
+class TranscriptTurn(BaseModel):
+    turn: int
+    at: datetime
+    request: TranscriptRequest
+    response: TranscriptResponse
+    usage: TranscriptUsage
+    tool_results: list[TranscriptToolResult] = Field(default_factory=list)
+
+
+class Transcript(BaseModel):
+    """Body of `GET /alerts/{incident_id}/transcript`: one run's conversation, redacted."""
+
+    incident_id: str
+    occurrence: int
+    model: str
+    turns: list[TranscriptTurn]
+
+
 class AlertDetail(BaseModel):
     """Body of `GET /alerts/{incident_id}`."""
 

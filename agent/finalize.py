@@ -68,9 +68,9 @@ class Finalizer:
 
     async def __call__(self, record: AlertRecord) -> None:
         async with self._paging:
-            ctx = record.extra.get("ctx")
-            if not isinstance(ctx, RunContext):
-                ctx = RunContext(
+            ctx = record.run
+            if ctx is None:
+                ctx = record.run = RunContext(
                     alert=record.alert, trace_id=record.trace_id, shadow=self._settings.shadow
                 )
             name = promised_report_name(ctx, datetime.now(UTC))

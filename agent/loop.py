@@ -114,7 +114,7 @@ class Agent:
             shadow=self._settings.shadow,
             deadline=started + self._settings.agent_timeout_seconds,
         )
-        record.extra["ctx"] = ctx  # a shutdown cut-off still reports what was found
+        record.run = ctx  # a shutdown cut-off still reports what was found
         end = await self._converse(record, ctx)
         record.reason = end.stop_reason or record.reason
         self._observer.record_run(

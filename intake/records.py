@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models import (
     Alert,
@@ -17,6 +17,10 @@ from models import (
     TokenUsage,
     ToolCallRecord,
 )
+
+if TYPE_CHECKING:  # the run's own types; intake only carries them
+    from agent.transcript import Transcript
+    from tools.context import RunContext
 
 # An int sort key compares faster in the queue's heaps than a (priority, seq) tuple.
 _PRIORITY_ORDER = {priority: rank << 48 for rank, priority in enumerate(Priority)}
@@ -62,7 +66,6 @@ class AlertRecord:
     """
 
     __slots__ = (
-        "_extra",
         "_notices",
         "_steps",
         "_tokens",
@@ -80,10 +83,12 @@ class AlertRecord:
         "repeats",
         "report_file",
         "resolved_upstream",
+        "run",
         "seq",
         "service",
         "status",
         "trace_id",
+        "transcript",
         "turns",
     )
 
@@ -115,7 +120,10 @@ class AlertRecord:
         self._notices: list[str] | None = None
         self._tool_calls: list[ToolCallRecord] | None = None
         self._tokens: Tokens | None = None
-        self._extra: dict[str, Any] | None = None
+        # The agent's state for this record's run (what tools found, pages made), kept so
+        # that an ending outside the run (a cut-off, a limit) reports what was found.
+        self.run: RunContext | None = None
+        self.transcript: Transcript | None = None  # the run's conversation with the LLM
 
     def __repr__(self) -> str:
         return f"AlertRecord({self.incident_id!r}, {self.status.value}, seq={self.seq})"
@@ -131,13 +139,6 @@ class AlertRecord:
         if self._tokens is None:
             self._tokens = Tokens()
         return self._tokens
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        """Free-form run state (the agent's context for a cut-off report)."""
-        if self._extra is None:
-            self._extra = {}
-        return self._extra
 
     @property
     def timeline(self) -> list[Step]:
