@@ -62,6 +62,9 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # `prompt_tokens_details.cached_tokens`: prompt tokens served from the provider's cache;
+    # None when the API does not say (not every provider reports it).
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,20 @@ def _usage(raw: Any) -> Usage | None:
         return None
     prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
     total = _count(raw.get("total_tokens")) or prompt + completion
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cached_tokens=_cached(raw.get("prompt_tokens_details")),
+    )
+
+
+def _cached(details: Any) -> int | None:
+    """`prompt_tokens_details.cached_tokens`; None when absent or not a count."""
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0:
+        return cached
+    return None
 
 
 def _count(value: Any) -> int:

@@ -1,9 +1,10 @@
 """The agent loop: complete → finish if no tool calls → run the calls concurrently → repeat.
 
 One `Agent` serves every run; per-run state lives in the `AlertRecord` (what operators
-see) and the tools' `RunContext` (what tools share). The loop ends on an answer without
-tool calls, or on a limit (turns, wall clock, tokens) or an LLM error that survived
-retries; in the latter cases the runtime escalates with what was found so far.
+see, its `Transcript` the conversation as sent and received) and the tools' `RunContext`
+(what tools share). The loop ends on an answer without tool calls, or on a limit (turns,
+wall clock, tokens) or an LLM error that survived retries; in the latter cases the runtime
+escalates with what was found so far.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agent import prompt
 from agent.completion import Completion, Message, ToolCall, Unreadable
 from agent.llm import LLM, LLMError
 from agent.report import ReportInput, ReportWriter
+from agent.transcript import Transcript
 from config import Settings
 from intake import AlertRecord
 from intake.sanitize import cut
@@ -115,7 +117,8 @@ class Agent:
             deadline=started + self._settings.agent_timeout_seconds,
         )
         record.run = ctx  # a shutdown cut-off still reports what was found
-        end = await self._converse(record, ctx)
+        record.transcript = transcript = Transcript(model=self._settings.llm_model)
+        end = await self._converse(record, ctx, transcript)
         record.reason = end.stop_reason or record.reason
         self._observer.record_run(
             ok=end.stop_reason is None,
@@ -135,12 +138,15 @@ class Agent:
 
     # -- the conversation ------------------------------------------------------------------
 
-    async def _converse(self, record: AlertRecord, ctx: RunContext) -> RunEnd:
+    async def _converse(
+        self, record: AlertRecord, ctx: RunContext, transcript: Transcript
+    ) -> RunEnd:
         nonce = prompt.new_nonce()
-        messages = self._opening(record, nonce)
+        messages = transcript.messages  # the conversation: only ever appended to
+        messages += self._opening(record, nonce)
         try:
             async with asyncio.timeout(self._settings.agent_timeout_seconds):
-                return await self._turns(record, ctx, messages, nonce)
+                return await self._turns(record, ctx, transcript, nonce)
         except TimeoutError:
             return RunEnd("timeout", _last_text(messages))
         except LLMError as exc:
@@ -162,23 +168,23 @@ class Agent:
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def _turns(
-        self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], nonce: str
+        self, record: AlertRecord, ctx: RunContext, transcript: Transcript, nonce: str
     ) -> RunEnd:
         limit = self._settings.agent_max_turns
         for turn in range(1, limit + 1):
             record.turns = turn
             attributes: dict[str, int | str] = {"turn": turn, "incident.id": record.incident_id}
             with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes=attributes):
-                end = await self._turn(record, ctx, messages, nonce, final=turn == limit)
+                end = await self._turn(record, ctx, transcript, nonce, final=turn == limit)
             if end is not None:
                 return end
-        return RunEnd("max_turns", _last_text(messages), self._over_budget(record))
+        return RunEnd("max_turns", _last_text(transcript.messages), self._over_budget(record))
 
     async def _turn(
         self,
         record: AlertRecord,
         ctx: RunContext,
-        messages: list[dict[str, Any]],
+        transcript: Transcript,
         nonce: str,
         *,
         final: bool,
@@ -189,12 +195,13 @@ class Agent:
         turn counts, the model gets a user message `{"error": ...}` saying why, and the
         next turn asks it again (on the last turn, the run ends on `max_turns`).
         """
+        messages = transcript.messages
         self._deliver_notices(record, messages, nonce)
-        message = await self._complete(record, ctx, messages, final=final)
+        message = await self._complete(record, ctx, transcript, final=final)
         if isinstance(message, Unreadable):
             messages.append({"role": "user", "content": json.dumps({"error": message.reason})})
             return None
-        messages.append(_assistant(message))
+        transcript.replied(_assistant(message))
         if not message.tool_calls:
             return RunEnd(None, message.content or message.refusal, self._over_budget(record))
         if final:  # tools were not offered; a model that still calls them has not concluded
@@ -202,20 +209,24 @@ class Agent:
         if self._over_budget(record):
             return RunEnd("token_budget", message.content, budget_exceeded=True)
         outcomes = await self._run_tools(record, ctx, message, record.turns)
-        messages.extend(_tool_messages(message, outcomes, nonce))
+        transcript.answered(_tool_messages(message, outcomes, nonce), outcomes)
         return None
 
     async def _complete(
-        self, record: AlertRecord, ctx: RunContext, messages: list[dict[str, Any]], *, final: bool
+        self, record: AlertRecord, ctx: RunContext, transcript: Transcript, *, final: bool
     ) -> Message | Unreadable:
+        """One completion, recorded: the request as it goes out, then the usage it reports
+        (a call that raises leaves the turn with what was sent and no response)."""
         tools = None if final else self._tools.definitions()
+        transcript.sent(record.turns, tools)
         started = time.perf_counter()
         completion = await self._llm.complete(
-            messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
+            transcript.messages, tools=tools, deadline=ctx.deadline or 0.0, trace_id=record.trace_id
         )
         latency_ms = (time.perf_counter() - started) * 1000
         self._observer.record_dependency(DEP_LLM, ok=True, latency_ms=latency_ms)
         self._account(record, completion)
+        transcript.received(completion.usage)
         if completion.message is None:
             raise LLMError("empty_response", "the LLM API returned no choices")
         if isinstance(completion.message, Unreadable):

@@ -39,6 +39,9 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     prompt_tokens: int = 100
     completion_tokens: int = 20
+    # Sent as `usage.prompt_tokens_details.cached_tokens` when set (left out when None, as
+    # providers without prompt caching do).
+    cached_tokens: int | None = None
     hold: asyncio.Event | None = None  # the answer waits until the test sets it
     raw: bytes | None = None  # served as the whole 200 body, as is (JSON too deep to encode)
 
@@ -137,11 +140,7 @@ class FakeLLM:
                     "finish_reason": "tool_calls" if step.calls else "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": step.prompt_tokens,
-                "completion_tokens": step.completion_tokens,
-                "total_tokens": step.prompt_tokens + step.completion_tokens,
-            },
+            "usage": _usage(step),
         }
 
     async def wait_for_requests(self, count: int) -> None:
@@ -153,6 +152,17 @@ class FakeLLM:
     @property
     def total_tokens(self) -> int:
         return self.usage_served["prompt_tokens"] + self.usage_served["completion_tokens"]
+
+
+def _usage(step: Step) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "total_tokens": step.prompt_tokens + step.completion_tokens,
+    }
+    if step.cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": step.cached_tokens}
+    return usage
 
 
 def _arguments(call: Call) -> str:
