@@ -160,10 +160,17 @@ def test_a_bare_object_is_no_alert_for_any_provider(provider: Provider) -> None:
 
 
 def test_datadog_numbers_rendered_without_quotes_are_accepted() -> None:
-    body = {"title": "x", "monitor_id": 134462228, "date": 1733930738000, "org": {"id": 1}}
+    body = {
+        "title": "x",
+        "monitor_id": 134462228,
+        "date": 1733930738000,
+        "first_triggered_at_epoch": 1733930648000,
+        "org": {"id": 1},
+    }
     alert = only_alert(DD, body)
     assert alert.incident_id == "datadog:134462228"
     assert alert.started_at is not None
+    assert alert.started_at.timestamp() == 1733930648
 
 
 # --- New Relic ------------------------------------------------------------------------------

@@ -6,8 +6,13 @@ models and returns drafts (or `Ignored` for tests and non-alerts). This module f
 every draft in one place: the incident id clean and at most 256 chars (else a
 `PayloadError` naming the field it came from); summary, label values and url each one clean
 line, secrets redacted, cut with a marker (1,024 / 256 / 2,048 chars); `raw` capped at
-16 KiB of JSON, secrets redacted; `started_at` made UTC; the priority raised one level
-(never above P1) when the mapped service is registered `critical=true`.
+16 KiB of JSON, secrets redacted; `started_at` made UTC, a sentinel time (Go's zero time,
+epoch 0) made null; the priority raised one level (never above P1) when the mapped service
+is registered `critical=true`.
+
+`started_at` is when the platform says this firing episode began, the same on every repeat
+and redelivery of the episode and later on a re-fire; null when the payload does not say.
+Each provider module's docstring names the field it comes from.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from config import ServiceEntry
@@ -31,6 +35,7 @@ from intake.parsers.common import (
     Piece,
     cap_raw,
     checked_id,
+    known_time,
     label_pieces,
 )
 from intake.parsers.redaction import Redactor, redact_pieces, redact_raw, redactor_for_body
@@ -135,7 +140,7 @@ def _finish(provider: Provider, draft: Draft, small: bool, redactor: Redactor | 
         priority=priority,
         state=draft.state,
         summary=summary.final() or f"{provider.value} alert",
-        started_at=_utc(draft.started_at),
+        started_at=known_time(draft.started_at),
         labels={key: piece.final() for key, piece in labels},
         url=url.final() or None,
         raw=raw,
@@ -144,9 +149,3 @@ def _finish(provider: Provider, draft: Draft, small: bool, redactor: Redactor | 
 
 def _checked(ignored: Ignored) -> Ignored:
     return replace(ignored, incident_id=checked_id(ignored.incident_id, ignored.key_loc))
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC) if moment else None
-    return moment.astimezone(UTC)

@@ -4,6 +4,11 @@ Identity is the alert's `fingerprint` (a hash of its labels), or the same kind o
 sorted labels when the sender left it out. Firing vs resolved is read per alert: a group's
 top-level `status` is `firing` while any of its alerts is, and `endsAt` is no signal at all
 (zero time, or a future time while firing). Grafana's unified alerting reuses these models.
+
+`started_at` is the alert's `startsAt`: set when the alert began firing and repeated by
+every later notification of that episode (group_interval, repeat_interval, an HA peer), a
+later one after it resolved and fired again. Go's zero time `0001-01-01T00:00:00Z` means
+unknown and is null.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ class AmAlert(BaseModel):
     status: str = Field(default="firing", description="`firing` or `resolved`, per alert.")
     labels: dict[str, object] = Field(default_factory=dict, description="Identifying labels.")
     annotations: dict[str, object] = Field(default_factory=dict, description="Summary etc.")
-    starts_at: str | None = Field(default=None, alias="startsAt", description="RFC 3339.")
+    starts_at: str | None = Field(
+        default=None, alias="startsAt", description="RFC 3339: when this episode began."
+    )
     ends_at: str | None = Field(
         default=None, alias="endsAt", description="Zero time or a future time while firing."
     )

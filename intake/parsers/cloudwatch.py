@@ -9,6 +9,12 @@ checked. A Notification whose Message is not an alarm is ignored (`not_an_alarm`
 States: `ALARM` is firing, `OK` is resolved, `INSUFFICIENT_DATA` is firing at P4 (the metric
 stopped reporting, which is worth a look but rarely an outage). Identity is the `AlarmArn`
 (else `AlarmName`), so ALARM and OK of one alarm share an incident id.
+
+`started_at` is the `StateChangeTime` of an `ALARM` notification: the transition into ALARM
+that began the episode (an SNS redelivery repeats it; CloudWatch notifies only on a state
+change, so a later one is a re-fire). For `OK` and `INSUFFICIENT_DATA` it is null: their
+`StateChangeTime` is the transition out of ALARM, and the payload does not say when the
+ALARM began.
 """
 
 from __future__ import annotations
@@ -241,7 +247,7 @@ def _alarm(alarm: CloudWatchAlarm, raw: object, registry: Registry, *, at: Loc) 
         state=AlertState.RESOLVED if state == "OK" else AlertState.FIRING,
         priority=Priority.P4 if state == "INSUFFICIENT_DATA" else Priority.P3,
         service=_service(alarm, registry),
-        started_at=from_iso(alarm.state_change_time),
+        started_at=from_iso(alarm.state_change_time) if state == "ALARM" else None,
         labels=_labels(alarm),
         url=console_url(alarm),
         raw=raw,

@@ -308,32 +308,49 @@ def cap_raw(raw: object) -> object:
 
 # --- time ---------------------------------------------------------------------------------
 
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def known_time(moment: datetime | None) -> datetime | None:
+    """`moment` as aware UTC (naive means UTC), or None when it stands for "unknown".
+
+    Platforms write an unknown time as a sentinel: Go's zero time `0001-01-01T00:00:00Z`
+    (Alertmanager, Grafana), epoch 0 (GCP's test send, unrendered templates). No alert
+    begins at or before the Unix epoch, so every such time is None, as is one out of range.
+    """
+    if moment is None:
+        return None
+    try:
+        aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    return aware if aware > UNIX_EPOCH else None
+
 
 def from_epoch(value: object, *, millis: bool = False) -> datetime | None:
     """Epoch seconds (or ms) as a number or digit string -> aware UTC; 0 or junk -> None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
     try:
-        number = float(value) if isinstance(value, int | float | str) else math.nan
+        number = float(value)
     except ValueError:
         return None
     if not math.isfinite(number) or number <= 0:
         return None
     try:
-        return datetime.fromtimestamp(number / 1000 if millis else number, tz=UTC)
+        return known_time(datetime.fromtimestamp(number / 1000 if millis else number, tz=UTC))
     except (OverflowError, OSError, ValueError):
         return None
 
 
 def from_iso(value: object) -> datetime | None:
-    """An ISO-8601 string -> aware UTC (naive means UTC); Go's zero time or junk -> None."""
+    """An ISO-8601 string -> aware UTC (naive means UTC); a sentinel (`known_time`) or junk
+    -> None. A trailing ` UTC` is read as `Z`."""
     if not isinstance(value, str) or not value.strip():
         return None
+    text = value.strip()
+    text = f"{text[:-3].rstrip()}+00:00" if text.upper().endswith(" UTC") else text
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return known_time(datetime.fromisoformat(text))
     except ValueError:
-        return None
-    if parsed.year <= 1:
-        return None
-    try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except OverflowError:
         return None

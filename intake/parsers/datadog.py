@@ -9,12 +9,25 @@ the `{group}` of the title); as a last resort the title without its `[...]` stat
 Required: an event title, `title` (`$EVENT_TITLE`, in the default template and every known
 custom one: Keep, Port, ...) or `alert_title` (`$ALERT_TITLE`). Nothing else is common to
 all templates; without a title a JSON object says nothing about an alert.
+
+`started_at` is the start of the monitor's alert cycle: the time its group went from OK to
+a non-OK state. Datadog documents it as the monitor template variable
+`{{first_triggered_at_epoch}}` (epoch ms; `{{first_triggered_at}}` is the same as a UTC
+date), which keeps its value on renotifications and on the recovery of that cycle. None of
+the webhook `$VARIABLES` carries it; when a payload does, the first of these keys that holds
+a time is read, as epoch ms or an ISO-8601 date (a trailing ` UTC` allowed):
+`first_triggered_at_epoch`, `first_triggered_at`, `alert_cycle_start`.
+Without one, `started_at` is null: `date` (`$DATE`) and `last_updated` (`$LAST_UPDATED`) are
+when this notification was sent, later on each renotify, so they would make every renotify
+look like a re-fire; and `alert_cycle_key` (`$ALERT_CYCLE_KEY`) names the cycle without
+dating it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -30,6 +43,7 @@ from intake.parsers.common import (
     find_service,
     first_text,
     from_epoch,
+    from_iso,
     severity_priority,
     stable_hash,
     validate,
@@ -47,6 +61,7 @@ TEST_MARK = re.compile(r"\[TEST\]", re.IGNORECASE)
 RESOLVED_TRANSITIONS = {"recovered", "resolved"}
 LINK_FIELDS = ("body", "link", "url", "message")
 MISSING_TITLE = "Field required: a Datadog notification carries its title ($EVENT_TITLE)"
+CYCLE_START_FIELDS = ("first_triggered_at_epoch", "first_triggered_at", "alert_cycle_start")
 
 
 def split_tags(tags: object) -> object:
@@ -73,8 +88,19 @@ class DatadogPayload(BaseModel):
     body: Text | None = Field(default=None, description="`$EVENT_MSG`, markdown in `%%%`.")
     message: Text | None = Field(default=None, description="`$TEXT_ONLY_MSG` (custom).")
     event_type: Text | None = Field(default=None, description="`$EVENT_TYPE`.")
-    date: Text | None = Field(default=None, description="`$DATE`: epoch milliseconds.")
+    date: Text | None = Field(
+        default=None, description="`$DATE`: epoch ms of this notification, not of the cycle."
+    )
     last_updated: Text | None = Field(default=None, description="`$LAST_UPDATED`: epoch ms.")
+    first_triggered_at_epoch: Text | None = Field(
+        default=None, description="`{{first_triggered_at_epoch}}`: the cycle's start, epoch ms."
+    )
+    first_triggered_at: Text | None = Field(
+        default=None, description="`{{first_triggered_at}}`: the cycle's start, a UTC date."
+    )
+    alert_cycle_start: Text | None = Field(
+        default=None, description="The cycle's start under a plain name: epoch ms or ISO-8601."
+    )
     alert_transition: Text | None = Field(default=None, description="Triggered/Warn/Recovered.")
     alert_type: Text | None = Field(default=None, description="error/warning/success/info.")
     alert_title: Text | None = Field(default=None, description="`$ALERT_TITLE`.")
@@ -200,6 +226,15 @@ def _labels(payload: DatadogPayload) -> dict[str, object]:
     return labels
 
 
+def _cycle_start(payload: DatadogPayload) -> datetime | None:
+    """When the alert cycle began (see the module docstring), else None."""
+    for name in CYCLE_START_FIELDS:
+        value = getattr(payload, name)
+        if moment := from_epoch(value, millis=True) or from_iso(value):
+            return moment
+    return None
+
+
 def _draft(
     payload: DatadogPayload,
     key: str,
@@ -215,7 +250,7 @@ def _draft(
         state=AlertState.RESOLVED if _resolved(payload) else AlertState.FIRING,
         priority=_priority(payload),
         service=service,
-        started_at=from_epoch(payload.date or payload.last_updated, millis=True),
+        started_at=_cycle_start(payload),
         labels=_labels(payload),
         url=first_text(payload.url, payload.link, payload.event_url),
         raw=body,

@@ -2,6 +2,9 @@
 
 `incident.incident_id` is stable between the `open` and `closed` events of one incident;
 `version: "test"` is the console's "Test connection" and is ignored.
+
+`started_at` is `incident.started_at` (epoch seconds), the same on every notification of
+the incident (open, repeats, closed); 0, null or missing (the test send has 0) is null.
 """
 
 from __future__ import annotations

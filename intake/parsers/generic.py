@@ -1,7 +1,8 @@
 """`POST /webhook/generic`: this service's own alert schema (`models.GenericAlert`) -> a draft.
 
 For scripts and platforms without a dedicated parser. `priority` wins over `severity`; a
-severity word outside the contract's vocabulary leaves the default P3.
+severity word outside the contract's vocabulary leaves the default P3. `started_at` is taken
+as given (naive means UTC); a sentinel time (Go's zero time, epoch 0) is null.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Unified alerting sends Alertmanager's v4 shape with `version: "1"` and extra per
 and values, so it reuses `intake.parsers.alertmanager`. The "Test" button sends an alert
 labelled `alertname=TestAlert, instance=Grafana`: that one is ignored. The legacy (pre-8)
 format, recognised by `ruleId`/`evalMatches`, carries a single rule state.
+
+`started_at` is each alert's `startsAt`, as for Alertmanager; Grafana writes Go's zero time
+`0001-01-01T00:00:00Z` when it does not know, which is null. The legacy format carries no
+start time: null.
 """
 
 from __future__ import annotations

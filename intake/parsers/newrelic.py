@@ -6,6 +6,12 @@ read as a workflow payload. Workflow identity is the issue id: the UUID in `issu
 template, and the URL survives template edits that drop or rename `id`. Legacy identity is
 `incident_id`. A legacy channel test (`current_state: test`, or `event_type: NOTIFICATION`)
 is ignored.
+
+`started_at` is the issue's creation, `createdAt` (`{{createdAt}}`, epoch ms): the same on
+the CREATED, ACTIVATED, acknowledgement and CLOSED notifications of one issue. A legacy
+payload carries no opening time: its `timestamp` (`$TIMESTAMP`) is when this event
+(open, acknowledged, closed) happened, so `started_at` is null there; a legacy re-fire opens
+a new incident, with a new `incident_id`, anyway.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class NewRelicWorkflow(BaseModel):
     impacted_entities: list[Text] = Field(default_factory=list, alias="impactedEntities")
     total_incidents: int | None = Field(default=None, alias="totalIncidents")
     created_at: EpochNumber = Field(
-        default=None, alias="createdAt", description="Epoch milliseconds."
+        default=None, alias="createdAt", description="The issue's creation, epoch ms."
     )
     updated_at: EpochNumber = Field(default=None, alias="updatedAt")
     policy_names: list[Text] = Field(default_factory=list, alias="alertPolicyNames")
@@ -91,7 +97,9 @@ class NewRelicLegacy(BaseModel):
     condition_name: str | None = None
     policy_name: str | None = None
     incident_url: str | None = None
-    timestamp: EpochNumber = Field(default=None, description="Epoch milliseconds.")
+    timestamp: EpochNumber = Field(
+        default=None, description="Epoch ms of this event, not of the incident's opening."
+    )
     account_id: Text | None = None
     targets: Annotated[list[NewRelicTarget], BeforeValidator(_targets_list)] = Field(
         default_factory=list, description="Entities (a raw `$TARGETS` string reads as none)."
@@ -162,7 +170,6 @@ def _legacy(payload: NewRelicLegacy, body: object, registry: Registry) -> Draft 
         state=AlertState.RESOLVED if state in CLOSED_STATES else AlertState.FIRING,
         priority=severity_priority(payload.severity) or Priority.P3,
         service=service,
-        started_at=from_epoch(payload.timestamp, millis=True),
         labels=_legacy_labels(payload),
         url=payload.incident_url,
         raw=body,
