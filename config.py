@@ -213,6 +213,8 @@ class Settings(BaseSettings):
     alert_queue_ttl_seconds: PositiveFloat = 600
     max_queue_size: PositiveInt = 1000
     dedup_window_seconds: NonNegativeFloat = 900
+    resolve_grace_seconds: NonNegativeFloat = 300
+    pagerduty_auto_resolve: bool = True
     max_tokens_per_incident: NonNegativeInt = 100_000
     max_tokens_per_hour: NonNegativeInt = 0
     agent_max_turns: PositiveInt = 20

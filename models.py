@@ -64,6 +64,20 @@ class AlertStatus(StrEnum):
         return self not in (AlertStatus.QUEUED, AlertStatus.RUNNING)
 
 
+class TimelineStatus(StrEnum):
+    """A timeline entry: a status the occurrence moved to, or an event after its run."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+    DEDUPLICATED = "deduplicated"
+    IGNORED = "ignored"
+    RESOLVED_UPSTREAM = "resolved_upstream"  # the platform resolved it after the run
+    STILL_FIRING = "still_firing"  # still firing RESOLVE_GRACE_SECONDS after the agent's fix
+
+
 class Alert(BaseModel):
     """One alert from any platform, normalized."""
 
@@ -132,7 +146,7 @@ class ErrorResponse(BaseModel):
 
 class TimelineEntry(BaseModel):
     at: datetime
-    status: AlertStatus
+    status: TimelineStatus
     note: str | None = None
 
 
@@ -154,9 +168,10 @@ class TokenUsage(BaseModel):
 
 
 class AlertSummary(BaseModel):
-    """One row of `GET /alerts`."""
+    """One row of `GET /alerts`: one occurrence of an incident."""
 
     incident_id: str
+    occurrence: int = Field(description="Which firing episode of the incident: 1, 2, ...")
     service: str | None
     priority: Priority
     status: AlertStatus
@@ -246,10 +261,23 @@ class Transcript(BaseModel):
     turns: list[TranscriptTurn]
 
 
+class OccurrenceSummary(BaseModel):
+    """One remembered occurrence of an incident, in `AlertDetail.occurrences`."""
+
+    occurrence: int
+    started_at: datetime | None = Field(
+        description="When the platform says this episode began; null when it does not say."
+    )
+    status: AlertStatus
+    outcome: str | None = None
+    report_file: str | None = None
+
+
 class AlertDetail(BaseModel):
-    """Body of `GET /alerts/{incident_id}`."""
+    """Body of `GET /alerts/{incident_id}`: one occurrence (the latest unless asked)."""
 
     incident_id: str
+    occurrence: int = Field(description="Which firing episode of the incident: 1, 2, ...")
     service: str | None
     priority: Priority
     status: AlertStatus
@@ -265,4 +293,11 @@ class AlertDetail(BaseModel):
         description="The PagerDuty `dedup_key` this alert was paged under: its incident id, or "
         "`storm:<first incident id>` when it was coalesced into an alert storm (§6); null "
         "when not paged.",
+    )
+    approvals: list[Any] = Field(
+        default_factory=list, description="Proposed writes awaiting or given a human decision."
+    )
+    occurrences: list[OccurrenceSummary] = Field(
+        default_factory=list,
+        description="Every remembered occurrence of the incident, newest first.",
     )

@@ -1,10 +1,16 @@
-"""The runtime's own ending of an incident: every record that reaches a terminal status
-without the agent concluding it (a limit or an LLM failure stopped the run, an escalation
-at intake, an expiry, a shutdown cut-off).
+"""The runtime's own endings of an occurrence (`intake.Ending`).
 
-The escalated ones are paged through the pager (unless shadow mode withholds it), the
-report is written once the pager says what became of the page, and the outcome is
-observed. Intake runs this outside any run's slot, so a slow PagerDuty holds no run.
+`CLOSE`: every record that reaches a terminal status without the agent concluding it (a
+limit or an LLM failure stopped the run, an escalation at intake, an expiry, a shutdown
+cut-off). The escalated ones are paged through the pager (unless shadow mode withholds it),
+the report is written once the pager says what became of the page, and the outcome is
+observed.
+
+After the run: `STILL_FIRING` pages that the agent's fix did not clear the alert;
+`AUTO_RESOLVE` resolves the PagerDuty incident the occurrence was paged under;
+`RESOLVED_UPSTREAM` only records that the platform resolved it. Each adds a section to the
+occurrence's report. Intake runs all of this outside any run's slot, so a slow PagerDuty
+holds no run, and one ending of an occurrence after the other.
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from agent.loop import NoRunObserver, RunObserver, findings, observe_escalations, triggered
-from agent.report import ReportInput, ReportWriter
+from agent.loop import (
+    NoRunObserver,
+    RunObserver,
+    findings,
+    observe_escalations,
+    run_context,
+    triggered,
+)
+from agent.report import ReportInput, ReportWriter, failure_banner
 from config import Settings
-from intake import AlertRecord
+from intake import AlertRecord, Ending
 from models import AlertStatus
 from tools import Escalation, EscalationResult, Pager, RunContext, promised_report_name
+from tools.pagerduty import dedup_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +51,8 @@ REASONS = {
     "agent_failed": "The agent run failed unexpectedly; see the runtime's error log.",
     "ttl": "The alert waited in the queue longer than ALERT_QUEUE_TTL_SECONDS and expired.",
     "resolved_before_diagnosis": "The platform resolved the incident before diagnosis began.",
+    "still_firing": "The platform still reports the alert firing after the agent resolved it: "
+    "the remediation did not clear it.",
     "timeout": "The run reached AGENT_TIMEOUT_SECONDS before the agent concluded.",
     "max_turns": "The run reached AGENT_MAX_TURNS before the agent concluded.",
     "token_budget": "The run reached MAX_TOKENS_PER_INCIDENT before the agent concluded.",
@@ -66,13 +82,19 @@ class Finalizer:
         self._paging = asyncio.Semaphore(ADMISSION)
         self._writing = asyncio.Semaphore(ADMISSION)
 
-    async def __call__(self, record: AlertRecord) -> None:
+    async def __call__(self, record: AlertRecord, ending: Ending = Ending.CLOSE) -> None:
+        if ending is Ending.CLOSE:
+            await self._close(record)
+        elif ending is Ending.STILL_FIRING:
+            await self._still_firing(record)
+        else:
+            await self._resolved_upstream(record, resolve=ending is Ending.AUTO_RESOLVE)
+
+    async def _close(self, record: AlertRecord) -> None:
         async with self._paging:
             ctx = record.run
             if ctx is None:
-                ctx = record.run = RunContext(
-                    alert=record.alert, trace_id=record.trace_id, shadow=self._settings.shadow
-                )
+                ctx = record.run = run_context(record, shadow=self._settings.shadow)
             name = promised_report_name(ctx, datetime.now(UTC))
             page = None
             if record.status is AlertStatus.ESCALATED and not triggered(ctx):
@@ -114,3 +136,57 @@ class Finalizer:
                 report_file=report_file,
             )
         )
+
+    async def _still_firing(self, record: AlertRecord) -> None:
+        """Page that the remediation did not clear the alert, and add it to the report."""
+        lines = [
+            "The monitoring platform still reports this incident firing more than "
+            f"RESOLVE_GRACE_SECONDS ({self._settings.resolve_grace_seconds:g}s) after the "
+            "agent resolved it: the remediation did not clear the alert. Escalated.",
+        ]
+        async with self._paging:
+            page = self._page(
+                record, run_context(record, shadow=self._settings.shadow), record.report_file or ""
+            )
+        failure = None
+        if page is None:
+            lines.append("PagerDuty trigger withheld (shadow mode).")
+        else:
+            result = await page
+            record.paged_as = result.dedup_key
+            lines.append(_sent(result))
+            failure = _failure(result)
+            observe_escalations(self._observer, [result])
+        record.outcome = AlertStatus.ESCALATED.value
+        async with self._writing:
+            await self._reports.append(record, "Still firing after the fix", lines, failure)
+
+    async def _resolved_upstream(self, record: AlertRecord, *, resolve: bool) -> None:
+        """Record the platform's resolve in the report; with `resolve`, resolve the
+        PagerDuty incident the occurrence was paged under (a storm's stays open: it holds
+        other incidents)."""
+        lines = ["The monitoring platform reported the incident resolved."]
+        failure = None
+        if resolve:
+            key = record.paged_as or dedup_key_for(record.incident_id)
+            if key.startswith("storm:"):
+                lines.append(f"It was paged as part of `{key}`, which stays open for the others.")
+            elif self._settings.shadow:
+                lines.append(f"PagerDuty resolve `{key}` withheld (shadow mode).")
+            else:
+                result = await self._pager.resolve(dedup_key=key, trace_id=record.trace_id)
+                lines.append(_sent(result))
+                failure = _failure(result)
+                observe_escalations(self._observer, [result])
+        async with self._writing:
+            await self._reports.append(record, "Resolved by the platform", lines, failure)
+
+
+def _failure(result: EscalationResult) -> str | None:
+    """The warning a report opens with when a PagerDuty event failed for good."""
+    return None if result.ok else failure_banner(result)
+
+
+def _sent(result: EscalationResult) -> str:
+    status = "sent" if result.ok else f"FAILED ({result.error})"
+    return f"PagerDuty {result.action} `{result.dedup_key}`: {status}, {result.attempts} attempt(s)"

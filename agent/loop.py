@@ -110,9 +110,8 @@ class Agent:
 
     async def __call__(self, record: AlertRecord) -> AlertStatus:
         started = self._clock()
-        ctx = RunContext(
-            alert=record.alert,
-            trace_id=record.trace_id,
+        ctx = run_context(
+            record,
             shadow=self._settings.shadow,
             deadline=started + self._settings.agent_timeout_seconds,
         )
@@ -330,6 +329,19 @@ class Agent:
             shadow=ctx.shadow,
         )
         await self._reports.write(record, report, promised_report_name(ctx, datetime.now(UTC)))
+
+
+def run_context(record: AlertRecord, *, shadow: bool, deadline: float | None = None) -> RunContext:
+    """A new run context for one occurrence: its alert, trace and the report names its
+    earlier occurrences took (its own report gets another)."""
+    return RunContext(
+        alert=record.alert,
+        trace_id=record.trace_id,
+        shadow=shadow,
+        deadline=deadline,
+        occurrence=record.occurrence,
+        earlier_reports=frozenset(r.report_file for r in record.earlier() if r.report_file),
+    )
 
 
 def observe_escalations(observer: RunObserver, escalations: Sequence[EscalationResult]) -> None:

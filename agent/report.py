@@ -57,11 +57,20 @@ def render(record: AlertRecord, report: ReportInput) -> str:
 
 
 def _failures(escalations: Sequence[EscalationResult]) -> str:
-    failed = [e for e in escalations if not e.ok and not e.shadow]
-    return "\n".join(
+    return "\n".join(failure_banner(e) for e in escalations if not e.ok and not e.shadow)
+
+
+def failure_banner(escalation: EscalationResult) -> str:
+    """The line a report opens with when a PagerDuty event failed for good."""
+    e = escalation
+    if e.action != "trigger":
+        return (
+            f"> **PagerDuty {e.action} FAILED** after {e.attempts} attempt(s): {e.error}. "
+            f"Do it by hand in PagerDuty (`{e.dedup_key}`)."
+        )
+    return (
         f"> **PagerDuty {e.action} FAILED** after {e.attempts} attempt(s): {e.error}. "
         "No human has been paged by this runtime: page the on-call manually."
-        for e in failed
     )
 
 
@@ -77,6 +86,7 @@ def _alert_section(record: AlertRecord) -> str:
     alert = record.alert
     rows = [
         ("Incident", alert.incident_id),
+        ("Occurrence", str(record.occurrence)),
         ("Service", alert.service or "(not in the registry)"),
         ("Priority", alert.priority.value),
         ("Provider", alert.provider.value),
@@ -180,27 +190,50 @@ class ReportWriter:
 
     async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
         name = filename or default_report_name(record.alert, datetime.now(UTC))
-        text = capped(self._redactor.redact(render(record, report)))  # the log line's too
-        write = functools.partial(write_report, fsync=self._fsync)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._files, write, self._directory, name, text)
-        record.report_file = name
         record.paged_as = next(
             (e.dedup_key for e in report.escalations if e.action == "trigger" and not e.shadow),
             record.paged_as,
         )
         record.outcome = report.outcome
+        await self._store(record, name, render(record, report))
+        return name
+
+    async def append(
+        self, record: AlertRecord, title: str, lines: Sequence[str], banner: str | None = None
+    ) -> str:
+        """Add a section to the occurrence's report (written anew, whole, like any report;
+        one that was never written is started with the alert's title). `banner`: a line
+        the report now opens with (a PagerDuty event that failed)."""
+        name = record.report_file or default_report_name(record.alert, datetime.now(UTC))
+        loop = asyncio.get_running_loop()
+        current = await loop.run_in_executor(self._files, self.read, name)
+        if current is None:
+            current = f"# Incident {record.incident_id}: {record.alert.summary}\n"
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        section = f"## {title} ({stamp})\n" + "\n".join(f"- {line}" for line in lines)
+        if banner is not None:
+            current = banner + "\n\n" + current
+        await self._store(record, name, current.rstrip("\n") + "\n\n" + section + "\n")
+        return name
+
+    async def _store(self, record: AlertRecord, name: str, report: str) -> None:
+        """Redact, cap, write atomically and log the `INCIDENT_REPORT` line."""
+        text = capped(self._redactor.redact(report))  # the log line's too
+        write = functools.partial(write_report, fsync=self._fsync)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._files, write, self._directory, name, text)
+        record.report_file = name
         logger.info(
             "INCIDENT_REPORT",
             extra={
                 "incident_id": record.incident_id,
+                "occurrence": record.occurrence,
                 "service": record.service,
-                "outcome": report.outcome,
+                "outcome": record.outcome,
                 "report_file": name,
                 "report": text,
             },
         )
-        return name
 
     def defer_sync(self) -> None:
         """From now on (a shutdown), write each report without its own fsync; `sync` makes

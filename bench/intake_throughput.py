@@ -34,7 +34,7 @@ from config import ServiceEntry, load_settings
 from demo.simulators.llm import FakeLLM
 from demo.simulators.pagerduty import make_fake_pagerduty
 from demo.simulators.server import serve
-from intake import AlertRecord, Intake, Limits
+from intake import AlertRecord, Ending, Intake, Limits
 from intake.parsers import decode_json, parse_webhook
 from main import create_app
 from models import Alert, AlertStatus, Provider
@@ -71,7 +71,7 @@ async def instant(_record: AlertRecord) -> AlertStatus:
     return AlertStatus.RESOLVED
 
 
-async def no_op(_record: AlertRecord) -> None:
+async def no_op(_record: AlertRecord, _ending: Ending) -> None:
     return None
 
 

@@ -4,12 +4,14 @@
 (dedup, per-service serialization, priority, global limit, TTL, drain) decides what runs.
 """
 
+from intake.lifecycle import Ending
 from intake.pipeline import Draining, Finalizer, Intake, Limits, Runner
 from intake.records import AlertRecord, SubmitOutcome
 
 __all__ = [
     "AlertRecord",
     "Draining",
+    "Ending",
     "Finalizer",
     "Intake",
     "Limits",

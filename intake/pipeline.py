@@ -1,13 +1,17 @@
-"""The in-process intake pipeline: dedup, per-service serialization, priority, limit, TTL, drain.
+"""The in-process intake pipeline: occurrences, per-service serialization, priority, limit,
+TTL, drain.
 
 Invariants (property-tested in tests/test_intake_properties.py):
 - at most one run per service, at most `limit` runs in all, no incident running twice;
-- every accepted alert reaches exactly one terminal status;
+- every accepted alert reaches exactly one terminal status; every episode gets at most one
+  run, and none is lost;
 - the next run is the oldest alert of the best priority whose service is free.
 
-The order of the queue (next run, expiry, pages of `GET /alerts`) is `intake.queue.Queue`'s;
-this module decides what happens to each alert and owns the runs. Everything runs on one
-event loop, so no locks: no await separates a check from its update.
+What a new alert means (a new occurrence, a repeat, a resolve) is `intake.lifecycle`'s
+rules; what is remembered of past occurrences is `intake.history`'s; the order of the queue
+(next run, expiry, pages of `GET /alerts`) is `intake.queue.Queue`'s. This module applies
+the rules' verdicts and owns the runs. Everything runs on one event loop, so no locks: no
+await separates a check from its update.
 
 Runs are executed by workers, not a task each: at most `concurrency` long-lived worker
 tasks, each either running one record or parked on a future. Dispatch decides which record
@@ -25,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,16 +37,16 @@ from typing import Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from intake.history import RECENT_SIZE, History
+from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
 from intake.queue import Queue
 from intake.records import AlertRecord, SubmitOutcome
-from models import Alert, AlertState, AlertStatus
+from models import Alert, AlertState, AlertStatus, TimelineStatus
 from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-HISTORY_SIZE = 100
-_QUEUED = SubmitOutcome(AlertStatus.QUEUED)
 HOLD_SECONDS = 0.005
 
 
@@ -54,9 +57,11 @@ class Runner(Protocol):
 
 
 class Finalizer(Protocol):
-    """Closes a record that gets no (complete) run: pages when escalated, always reports."""
+    """The runtime's endings of an occurrence: `CLOSE` one that got no (complete) run (pages
+    when escalated, always reports); `STILL_FIRING`, `AUTO_RESOLVE` and `RESOLVED_UPSTREAM`
+    after its run (a page or a PagerDuty resolve, and an addition to its report)."""
 
-    def __call__(self, record: AlertRecord) -> Awaitable[None]: ...
+    def __call__(self, record: AlertRecord, ending: Ending) -> Awaitable[None]: ...
 
 
 class IntakeMetrics(Protocol):
@@ -78,6 +83,8 @@ class Limits:
     queue_size: int = 1000
     ttl_seconds: float = 600
     dedup_window_seconds: float = 900
+    resolve_grace_seconds: float = 300
+    auto_resolve: bool = True  # PAGERDUTY_AUTO_RESOLVE
     tick_seconds: float = 1.0
 
 
@@ -128,8 +135,11 @@ class Intake:
         self._metrics = metrics or _NoMetrics()
         self._clock = clock or asyncio.get_running_loop().time
         self._active = _Active()
-        self._history: dict[str, AlertRecord] = {}  # oldest first (dicts keep insertion order)
-        self._done_at: dict[str, float] = {}
+        limits = self._limits
+        self._windows = Windows(
+            dedup=limits.dedup_window_seconds, grace=limits.resolve_grace_seconds
+        )
+        self._history = History(window_seconds=limits.dedup_window_seconds)
         self._counters = _Counters()
         self._seq = 0
         self._accepting = True
@@ -212,47 +222,72 @@ class Intake:
         self._counters.received += 1
         now = self._clock()
         self._expire_queued(now)
+        latest = self._history.latest(alert.incident_id)
         if alert.state is AlertState.RESOLVED:
-            return self._submit_resolved(alert)
-        duplicate = self._deduplicate(alert, now)
-        if duplicate is not None:
-            return duplicate
-        record = self._new_record(alert, trace_id, now)
+            return self._resolve(alert, latest)
+        verdict = on_firing(latest, alert.started_at, now, self._windows)
+        if latest is None or verdict is Firing.OPEN:
+            return self._open(alert, trace_id, now, latest)
+        latest.repeats += 1
+        if verdict is Firing.RUNNING:
+            latest.notify(
+                f"{latest.repeats} repeat notification(s) arrived; latest: {alert.summary}"
+            )
+        elif verdict is Firing.STILL_FIRING:
+            return self._still_firing(latest, now)
+        return self._deduplicated(verdict.value, latest)
+
+    def _open(
+        self, alert: Alert, trace_id: str, now: float, previous: AlertRecord | None
+    ) -> SubmitOutcome:
+        """A new occurrence: queued (it may be running when this returns), or escalated at
+        once when intake cannot take it."""
+        record = self._new_record(alert, trace_id, now, previous)
+        self._history.opened(record)
         refusal = self._refusal(record)
         if refusal is not None:
             self._finish(record, AlertStatus.ESCALATED, refusal, finalize=True)
-            return SubmitOutcome(AlertStatus.ESCALATED, refusal)
+            return SubmitOutcome(AlertStatus.ESCALATED, refusal, record.occurrence)
         self._enqueue(record)
         self._dispatch()
-        return _QUEUED  # accepted; it may already be running
+        return SubmitOutcome(AlertStatus.QUEUED, None, record.occurrence)
 
-    def _submit_resolved(self, alert: Alert) -> SubmitOutcome:
-        record = self._active.records.get(alert.incident_id)
-        if record is None:
-            return self._ignore("not_active")
-        if record.status is AlertStatus.QUEUED:
-            self._close_queued(record, AlertStatus.RESOLVED, "resolved_before_diagnosis")
-            return SubmitOutcome(AlertStatus.RESOLVED, "resolved_before_diagnosis")
-        record.resolved_upstream = True
-        record.notify(f"The monitoring platform reports this incident as resolved: {alert.summary}")
-        return self._ignore("running")
+    def _still_firing(self, record: AlertRecord, now: float) -> SubmitOutcome:
+        """The agent's fix did not hold: escalate the occurrence, once."""
+        resolved_for = now - (record.finished_at or now)
+        logger.warning(
+            "still firing %.0fs after the agent resolved it; escalating",
+            resolved_for,
+            extra={"incident_id": record.incident_id, "occurrence": record.occurrence},
+        )
+        record.still_firing = True
+        record.status, record.reason = AlertStatus.ESCALATED, "still_firing"
+        record.mark(TimelineStatus.STILL_FIRING, f"still firing {resolved_for:.0f}s after the fix")
+        self._counters.escalated += 1
+        self._end(record, Ending.STILL_FIRING)
+        return SubmitOutcome(AlertStatus.ESCALATED, "still_firing", record.occurrence)
 
-    def _deduplicate(self, alert: Alert, now: float) -> SubmitOutcome | None:
-        record = self._active.records.get(alert.incident_id)
-        if record is not None:
-            record.repeats += 1
-            if record.status is AlertStatus.RUNNING:
-                record.notify(
-                    f"{record.repeats} repeat notification(s) arrived; latest: {alert.summary}"
-                )
-            return self._deduplicated(record.status.value)
-        done_at = self._done_at.get(alert.incident_id)
-        if done_at is not None and now - done_at < self._limits.dedup_window_seconds:
-            previous = self._history.get(alert.incident_id)
-            if previous is not None:
-                previous.repeats += 1
-            return self._deduplicated("recently_handled")
-        return None
+    def _resolve(self, alert: Alert, latest: AlertRecord | None) -> SubmitOutcome:
+        """A resolve closes the latest occurrence on the platform's side."""
+        verdict = on_resolved(latest, alert.started_at, auto_resolve=self._limits.auto_resolve)
+        if latest is None or verdict in (Resolution.STALE, Resolution.REPEATED):
+            return self._ignore(verdict.value, latest)
+        latest.resolved_upstream = True
+        if verdict is Resolution.QUEUED:
+            self._close_queued(latest, AlertStatus.RESOLVED, verdict.value)
+            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
+        if verdict is Resolution.RUNNING:
+            latest.notify(
+                f"The monitoring platform reports this incident as resolved: {alert.summary}"
+            )
+            latest.mark(TimelineStatus.RESOLVED_UPSTREAM, "during the run")
+            return self._ignore(verdict.value, latest)
+        latest.mark(TimelineStatus.RESOLVED_UPSTREAM)
+        if verdict is Resolution.AUTO_RESOLVE:
+            self._end(latest, Ending.AUTO_RESOLVE)
+            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
+        self._end(latest, Ending.RESOLVED_UPSTREAM)
+        return self._ignore(verdict.value, latest)
 
     def _refusal(self, record: AlertRecord) -> str | None:
         if record.service is None:
@@ -263,18 +298,24 @@ class Intake:
             return "queue_full"
         return None
 
-    def _deduplicated(self, reason: str) -> SubmitOutcome:
+    def _deduplicated(self, reason: str, latest: AlertRecord) -> SubmitOutcome:
         self._counters.deduplicated += 1
         self._metrics.record_intake("deduplicated")
-        return SubmitOutcome(AlertStatus.DEDUPLICATED, reason)
+        return SubmitOutcome(AlertStatus.DEDUPLICATED, reason, latest.occurrence)
 
-    def _ignore(self, reason: str) -> SubmitOutcome:
+    def _ignore(self, reason: str, latest: AlertRecord | None) -> SubmitOutcome:
         self._counters.ignored += 1
-        return SubmitOutcome(AlertStatus.IGNORED, reason)
+        return SubmitOutcome(
+            AlertStatus.IGNORED, reason, None if latest is None else latest.occurrence
+        )
 
-    def _new_record(self, alert: Alert, trace_id: str, now: float) -> AlertRecord:
+    def _new_record(
+        self, alert: Alert, trace_id: str, now: float, previous: AlertRecord | None
+    ) -> AlertRecord:
         self._seq += 1
-        record = AlertRecord(alert=alert, trace_id=trace_id, enqueued_at=now, seq=self._seq)
+        record = AlertRecord(
+            alert, trace_id=trace_id, enqueued_at=now, seq=self._seq, previous=previous
+        )
         context = otel_context.get_current()  # empty unless some span is current
         if context and trace.get_current_span(context).is_recording():
             record.carrier = {}
@@ -379,6 +420,8 @@ class Intake:
                 self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
                 return
             self._finish(record, status, record.reason, finalize=record.handoff)
+            if status is AlertStatus.ESCALATED and record.resolved_upstream:
+                self._after_resolved_run(record)
         finally:
             self._release(record)
 
@@ -422,11 +465,12 @@ class Intake:
         if record.status.terminal:
             return
         record.move(status, reason)
+        record.finished_at = self._clock()
         self._active.records.pop(record.incident_id, None)
-        self._remember(record)
+        self._history.finished(record)
         self._count_terminal(status)
         if finalize:
-            self._spawn(self._finalize_in_context(record), side=True, name=record.incident_id)
+            self._end(record, Ending.CLOSE)
 
     def _count_terminal(self, status: AlertStatus) -> None:
         if status is AlertStatus.RESOLVED:
@@ -437,25 +481,32 @@ class Intake:
             self._counters.expired += 1
             self._metrics.record_intake("expired")
 
-    async def _finalize_in_context(self, record: AlertRecord) -> None:
-        """Page and report for a record without a (complete) run; a failure is logged, the
-        pipeline goes on (a cancellation, at shutdown, propagates)."""
+    def _after_resolved_run(self, record: AlertRecord) -> None:
+        """The platform resolved the incident during a run that ended escalated: its page
+        is resolved too, as if the resolve had come after the run."""
+        if self._limits.auto_resolve:
+            self._end(record, Ending.AUTO_RESOLVE)
+
+    def _end(self, record: AlertRecord, ending: Ending) -> None:
+        """Start an ending of the occurrence (a side task named by its incident id), after
+        the one under way: the page and report first, then each addition in turn."""
+        record.closing = self._spawn(
+            self._ending(record, ending, record.closing), side=True, name=record.incident_id
+        )
+
+    async def _ending(
+        self, record: AlertRecord, ending: Ending, after: asyncio.Task[None] | None
+    ) -> None:
+        """Page and report (or add to the report); a failure is logged, the pipeline goes
+        on (a cancellation, at shutdown, propagates)."""
+        if after is not None and not after.done():
+            await asyncio.wait([after])
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
         try:
-            await self._finalize(record)
+            await self._finalize(record, ending)
         except Exception:
-            logger.exception("finalizing %s failed", record.incident_id)
-
-    def _remember(self, record: AlertRecord) -> None:
-        history, incident_id = self._history, record.incident_id
-        history.pop(incident_id, None)  # re-inserted at the end: newest last
-        history[incident_id] = record
-        if len(history) > HISTORY_SIZE:
-            del history[next(iter(history))]
-        if record.status is not AlertStatus.EXPIRED and self._limits.dedup_window_seconds > 0:
-            self._done_at.pop(incident_id, None)
-            self._done_at[incident_id] = self._clock()
+            logger.exception("%s of %s failed", ending.value, record.incident_id)
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -463,9 +514,7 @@ class Intake:
         """Expire queued alerts past their TTL, forget old dedup entries, drop dead entries."""
         now = self._clock()
         self._expire_queued(now)
-        done_at, window = self._done_at, self._limits.dedup_window_seconds
-        while done_at and now - next(iter(done_at.values())) >= window:
-            del done_at[next(iter(done_at))]
+        self._history.prune(now)
         self._active.queue.compact()
         self._dispatch()
 
@@ -540,17 +589,20 @@ class Intake:
     def _queued_records(self) -> list[AlertRecord]:
         return [r for r in self._active.records.values() if r.status is AlertStatus.QUEUED]
 
-    def get(self, incident_id: str) -> AlertRecord | None:
-        return self._active.records.get(incident_id) or self._history.get(incident_id)
+    def get(self, incident_id: str, occurrence: int | None = None) -> AlertRecord | None:
+        """The incident's latest occurrence, or occurrence `occurrence`, while remembered."""
+        if occurrence is None:
+            return self._history.latest(incident_id)
+        return self._history.occurrence(incident_id, occurrence)
 
     def running_records(self) -> list[AlertRecord]:
         """The records running now (at most `concurrency`), in the order they started."""
         records = self._active.records
         return [r for i in self._active.running if (r := records.get(i)) is not None]
 
-    def recent(self, limit: int = HISTORY_SIZE) -> list[AlertRecord]:
-        """The last `limit` finished records (at most `HISTORY_SIZE` are kept), newest first."""
-        return list(itertools.islice(reversed(self._history.values()), limit))
+    def recent(self, limit: int = RECENT_SIZE) -> list[AlertRecord]:
+        """The last `limit` finished occurrences (at most `RECENT_SIZE`), newest first."""
+        return self._history.recent(limit)
 
     def queued_page(
         self, *, limit: int, after: int | None = None

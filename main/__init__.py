@@ -166,6 +166,8 @@ def _build(
             queue_size=settings.max_queue_size,
             ttl_seconds=settings.alert_queue_ttl_seconds,
             dedup_window_seconds=settings.dedup_window_seconds,
+            resolve_grace_seconds=settings.resolve_grace_seconds,
+            auto_resolve=settings.pagerduty_auto_resolve,
         ),
         budget_exhausted=functools.partial(_hourly_budget_spent, settings, state),
         metrics=state,

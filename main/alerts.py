@@ -7,18 +7,20 @@ base64url-encoded; intake finds where the next page starts by bisection.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
+from intake import AlertRecord
 from intake.sanitize import safe
 from main.auth import OpsAuth
-from main.deps import RuntimeDep
+from main.deps import Runtime, RuntimeDep
 from main.errors import ClientError
-from models import AlertDetail, AlertList, ErrorResponse
+from models import AlertDetail, AlertList, ErrorResponse, Transcript
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[OpsAuth])
 
@@ -30,7 +32,11 @@ _CURSOR_TEXT = re.compile(r"q([0-9]{1,19})")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong Bearer token."},
-    404: {"model": ErrorResponse, "description": "No such incident (or no report yet)."},
+    404: {
+        "model": ErrorResponse,
+        "description": "No such incident or occurrence (or no report or run yet).",
+    },
+    422: {"model": ErrorResponse, "description": "`occurrence` is not a positive integer."},
 }
 _PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _ERRORS[401],
@@ -43,6 +49,10 @@ _PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 Limit = Annotated[
     int,
     Query(ge=1, le=MAX_PAGE, description="Caps each list (running, queued, recent)."),
+]
+Occurrence = Annotated[
+    int | None,
+    Query(ge=1, le=2**53, description="Which occurrence of the incident; the latest if absent."),
 ]
 Cursor = Annotated[
     str | None,
@@ -101,22 +111,65 @@ def _after(cursor: str | None) -> int | None:
     response_class=PlainTextResponse,
     responses={**_ERRORS, 200: {"content": {"text/markdown": {}}}},
 )
-async def get_report(incident_id: str, runtime: RuntimeDep) -> PlainTextResponse:
-    """The incident's markdown report."""
-    record = runtime.intake.get(incident_id)
-    text = runtime.reports.read(record.report_file) if record and record.report_file else None
+async def get_report(
+    incident_id: str, runtime: RuntimeDep, occurrence: Occurrence = None
+) -> PlainTextResponse:
+    """The markdown report of the incident's latest occurrence (or of `occurrence`)."""
+    record = _occurrence(runtime, incident_id, occurrence)
+    text = runtime.reports.read(record.report_file) if record.report_file else None
     if text is None:
-        raise ClientError(404, "not_found", f"no report for {_echo(incident_id)!r} yet")
+        raise ClientError(404, "not_found", f"no report for {_named(record)} yet")
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
+@router.get("/{incident_id:path}/transcript", response_model=Transcript, responses=_ERRORS)
+async def get_transcript(
+    incident_id: str, runtime: RuntimeDep, occurrence: Occurrence = None
+) -> Response:
+    """The run's conversation exactly as sent to and received from the LLM, redacted: every
+    turn's request (messages, tools offered), response, token usage and tool results."""
+    record = _occurrence(runtime, incident_id, occurrence)
+    transcript = record.transcript
+    if transcript is None:
+        raise ClientError(404, "not_found", f"no run transcript for {_named(record)}")
+
+    def render() -> str:
+        view = transcript.view(
+            incident_id=record.incident_id,
+            occurrence=record.occurrence,
+            redact=runtime.redactor.redact,
+        )
+        return view.model_dump_json()
+
+    # Each turn repeats the conversation so far: a long run's transcript is megabytes,
+    # built and encoded in a thread so the event loop keeps serving webhooks meanwhile.
+    return Response(await asyncio.to_thread(render), media_type="application/json")
+
+
 @router.get("/{incident_id:path}", response_model=AlertDetail, responses=_ERRORS)
-async def get_alert(incident_id: str, runtime: RuntimeDep) -> AlertDetail:
-    """One incident: its alert, timeline, tool calls, tokens, outcome and report file."""
-    record = runtime.intake.get(incident_id)
-    if record is None:
+async def get_alert(
+    incident_id: str, runtime: RuntimeDep, occurrence: Occurrence = None
+) -> AlertDetail:
+    """One occurrence of an incident (the latest unless `occurrence` is given): its alert,
+    timeline, tool calls, tokens, outcome and report file, and every remembered occurrence
+    of the incident."""
+    record = _occurrence(runtime, incident_id, occurrence)
+    return record.detail(runtime.intake.get(incident_id))
+
+
+def _occurrence(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:
+    record = runtime.intake.get(incident_id, occurrence)
+    if record is not None:
+        return record
+    if occurrence is None or runtime.intake.get(incident_id) is None:
         raise ClientError(404, "not_found", f"unknown incident {_echo(incident_id)!r}")
-    return record.detail()
+    raise ClientError(
+        404, "not_found", f"no occurrence {occurrence} of {_echo(incident_id)!r} is remembered"
+    )
+
+
+def _named(record: AlertRecord) -> str:
+    return f"{_echo(record.incident_id)!r} occurrence {record.occurrence}"
 
 
 def _echo(incident_id: str) -> str:

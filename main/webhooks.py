@@ -84,7 +84,7 @@ async def receive_webhook(
     items, missing = await _parse_off_loop(platform, body, runtime)
     if missing:
         _report_left_out(platform, missing, runtime)
-    results = await _submit_all(items, runtime, request.state.trace_id)
+    results = await _submit_all(platform, items, runtime, request.state.trace_id)
     _count(results, runtime)
     content = {"trace_id": request.state.trace_id, "alerts": results}
     return Response(json.dumps(content), status_code=202, media_type="application/json")
@@ -166,11 +166,13 @@ async def _parse_off_loop(
         raise
 
 
-async def _submit_all(items: list[Any], runtime: Runtime, trace_id: str) -> list[dict[str, Any]]:
+async def _submit_all(
+    platform: Provider, items: list[Any], runtime: Runtime, trace_id: str
+) -> list[dict[str, Any]]:
     """Hand every item to intake, letting the loop serve others every `SUBMIT_BATCH`."""
     results = []
     for count, item in enumerate(items, 1):
-        results.append(_submit(item, runtime, trace_id))
+        results.append(_submit(platform, item, runtime, trace_id))
         if count % SUBMIT_BATCH == 0:
             await asyncio.sleep(0)
     return results
@@ -216,9 +218,10 @@ def _json_problem(exc: Exception) -> list[dict[str, Any]]:
     return [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
 
 
-def _submit(item: Any, runtime: Runtime, trace_id: str) -> dict[str, Any]:
-    """One `AlertResult`, as the JSON object it is sent as."""
+def _submit(platform: Provider, item: Any, runtime: Runtime, trace_id: str) -> dict[str, Any]:
+    """One `AlertResult`, as the JSON object it is sent as; the decision is logged."""
     reason: str | None
+    occurrence: int | None = None
     if isinstance(item, Ignored):
         status, reason = AlertStatus.IGNORED, item.reason
     else:
@@ -226,14 +229,18 @@ def _submit(item: Any, runtime: Runtime, trace_id: str) -> dict[str, Any]:
             outcome = runtime.intake.submit(item, trace_id=trace_id)
         except Draining:
             raise _draining() from None
-        status, reason = outcome.status, outcome.reason
-    return {
+        status, reason, occurrence = outcome.status, outcome.reason, outcome.occurrence
+    result = {
         "incident_id": item.incident_id,
         "service": item.service,
         "priority": item.priority.value,
         "status": status.value,
         "reason": reason,
     }
+    logger.info(
+        "intake_decision", extra={**result, "occurrence": occurrence, "provider": platform.value}
+    )
+    return result
 
 
 def _count(results: list[dict[str, Any]], runtime: Runtime) -> None:

@@ -26,6 +26,8 @@ locals {
     ALERT_QUEUE_TTL_SECONDS         = tostring(var.alert_queue_ttl_seconds)
     MAX_QUEUE_SIZE                  = tostring(var.max_queue_size)
     DEDUP_WINDOW_SECONDS            = tostring(var.dedup_window_seconds)
+    RESOLVE_GRACE_SECONDS           = tostring(var.resolve_grace_seconds)
+    PAGERDUTY_AUTO_RESOLVE          = tostring(var.pagerduty_auto_resolve)
     MAX_TOKENS_PER_INCIDENT         = tostring(var.max_tokens_per_incident)
     MAX_TOKENS_PER_HOUR             = tostring(var.max_tokens_per_hour)
     AGENT_MAX_TURNS                 = tostring(var.agent_max_turns)

@@ -168,9 +168,21 @@ variable "max_queue_size" {
 }
 
 variable "dedup_window_seconds" {
-  description = "DEDUP_WINDOW_SECONDS: how long a finished incident id is still deduplicated."
+  description = "DEDUP_WINDOW_SECONDS: how long a finished occurrence is remembered for dedup."
   type        = number
   default     = 900
+}
+
+variable "resolve_grace_seconds" {
+  description = "RESOLVE_GRACE_SECONDS: how long an alert may keep firing after the agent resolved it before it is escalated as still_firing."
+  type        = number
+  default     = 300
+}
+
+variable "pagerduty_auto_resolve" {
+  description = "PAGERDUTY_AUTO_RESOLVE: when the platform resolves an escalated incident, resolve its PagerDuty incident too."
+  type        = bool
+  default     = true
 }
 
 variable "max_tokens_per_incident" {

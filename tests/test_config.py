@@ -28,6 +28,8 @@ def test_defaults_match_the_contract(settings: object) -> None:
         "alert_queue_ttl_seconds": 600,
         "max_queue_size": 1000,
         "dedup_window_seconds": 900,
+        "resolve_grace_seconds": 300,
+        "pagerduty_auto_resolve": True,
         "max_tokens_per_incident": 100_000,
         "max_tokens_per_hour": 0,
         "agent_max_turns": 20,

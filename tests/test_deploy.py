@@ -35,8 +35,6 @@ SECRET_ENV = {
 # Contract variables of capabilities still open as issues (occurrences, PostgreSQL, approvals
 # and the console): each moves into CONTRACT_DEFAULTS with the change that builds it.
 NOT_YET_BUILT = {
-    "RESOLVE_GRACE_SECONDS",
-    "PAGERDUTY_AUTO_RESOLVE",
     "STATE_BACKEND",
     "DATABASE_URL",
     "RUN_LEASE_SECONDS",
@@ -60,6 +58,8 @@ CONTRACT_DEFAULTS: dict[str, str | None] = {
     "ALERT_QUEUE_TTL_SECONDS": "600",
     "MAX_QUEUE_SIZE": "1000",
     "DEDUP_WINDOW_SECONDS": "900",
+    "RESOLVE_GRACE_SECONDS": "300",
+    "PAGERDUTY_AUTO_RESOLVE": "true",
     "MAX_TOKENS_PER_INCIDENT": "100000",
     "MAX_TOKENS_PER_HOUR": "0",
     "AGENT_MAX_TURNS": "20",
@@ -275,7 +275,9 @@ def test_contract_variables_keep_the_contract_defaults(tf: dict[str, dict[str, A
         if default is None:
             assert "default" not in body, f"{name} must be required"
         else:
-            assert str(body.get("default")) == default, name
+            value = body.get("default")
+            text = str(value).lower() if isinstance(value, bool) else str(value)  # HCL true
+            assert text == default, name
 
 
 def test_secrets_are_the_four_and_exist(tf: dict[str, dict[str, Any]]) -> None:

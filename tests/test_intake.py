@@ -5,13 +5,14 @@ import contextvars
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
-from intake import Draining, Intake, Limits
+from intake import Draining, Ending, Intake, Limits
 from intake.pipeline import HOLD_SECONDS
 from intake.queue import COMPACT_SLACK
-from models import Alert, AlertState, AlertStatus, Priority, Provider
+from models import Alert, AlertState, AlertStatus, Priority, Provider, TimelineStatus
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
 
 
@@ -288,7 +289,7 @@ async def test_shutdown_names_alerts_whose_page_and_report_missed_the_deadline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class StuckFinalizer:
-        async def __call__(self, _record: object) -> None:
+        async def __call__(self, _record: object, _ending: object) -> None:
             await asyncio.Event().wait()  # a page that never comes back
 
     intake = Intake(runner=FakeRunner(limit=1), finalize=StuckFinalizer(), clock=FakeClock())
@@ -430,3 +431,122 @@ async def test_workers_are_reused_and_never_outnumber_the_limit() -> None:
             await h.intake.wait_idle()
         assert len(h.runner.started) == 30
         assert len(h.intake._active.workers) == 2  # parked and handed work, not one per run
+
+
+# -- occurrences ---------------------------------------------------------------------------
+
+
+def at(incident: str, minute: int | None, state: AlertState = AlertState.FIRING) -> Alert:
+    """An alert of `incident` whose episode began at `minute` (None: the platform does not say)."""
+    started = None if minute is None else datetime(2026, 12, 1, 3, minute, tzinfo=UTC)
+    return alert(incident, state=state).model_copy(update={"started_at": started})
+
+
+async def run_to_end(h: Harness, incident: str, outcome: AlertStatus) -> None:
+    await h.runner.wait_started(len(h.runner.started) + 1)
+    h.runner.outcomes[f"generic:{incident}"] = outcome
+    h.runner.release(f"generic:{incident}")
+    await h.intake.wait_idle()
+
+
+async def test_refire_opens_the_next_occurrence_and_keeps_the_first() -> None:
+    async with harness() as h:
+        h.runner.on_start = lambda record: setattr(record, "turns", 1)
+        assert h.submit(at("a", 0)) == (AlertStatus.QUEUED, None)
+        await run_to_end(h, "a", AlertStatus.RESOLVED)
+        assert h.submit(at("a", 0)) == (AlertStatus.DEDUPLICATED, "recently_handled")
+        outcome = h.intake.submit(at("a", 5), trace_id="t-2")
+        assert (outcome.status, outcome.occurrence) == (AlertStatus.QUEUED, 2)
+        await run_to_end(h, "a", AlertStatus.RESOLVED)
+        latest = h.intake.get("generic:a")
+        first = h.intake.get("generic:a", 1)
+        assert latest is not None
+        assert first is not None
+        assert (latest.occurrence, first.occurrence, latest.previous) == (2, 1, first)
+        assert [o.occurrence for o in latest.detail().occurrences] == [2, 1]
+        assert h.intake.get("generic:a", 3) is None
+
+
+async def test_still_firing_after_the_grace_escalates_the_occurrence_once() -> None:
+    async with harness(resolve_grace_seconds=100) as h:
+        h.runner.on_start = lambda record: setattr(record, "turns", 1)
+        h.submit(at("a", 0))
+        await run_to_end(h, "a", AlertStatus.RESOLVED)
+        h.clock.advance(100)
+        assert h.submit(at("a", 0)) == (AlertStatus.DEDUPLICATED, "recently_handled")
+        h.clock.advance(1)
+        assert h.submit(at("a", 0)) == (AlertStatus.ESCALATED, "still_firing")
+        assert h.submit(at("a", 0)) == (AlertStatus.DEDUPLICATED, "recently_handled")
+        await h.intake.wait_idle()
+        record = h.intake.get("generic:a")
+        assert record is not None
+        assert (record.occurrence, record.status, record.reason) == (
+            1,
+            AlertStatus.ESCALATED,
+            "still_firing",
+        )
+        assert [e.status for e in record.timeline][-1] == TimelineStatus.STILL_FIRING
+        assert h.finalized.endings == [("generic:a", 1, Ending.STILL_FIRING)]
+        assert h.intake.stats()["total_escalated"] == 1
+
+
+async def test_platform_resolve_after_an_escalation_resolves_its_page_once() -> None:
+    async with harness() as h:
+        h.submit(at("a", 0))
+        await run_to_end(h, "a", AlertStatus.ESCALATED)
+        resolved = at("a", 0, AlertState.RESOLVED)
+        assert h.submit(resolved) == (AlertStatus.RESOLVED, "resolved_upstream")
+        assert h.submit(resolved) == (AlertStatus.IGNORED, "already_resolved")
+        assert h.submit(at("a", 0)) == (AlertStatus.DEDUPLICATED, "stale")
+        await h.intake.wait_idle()
+        assert h.finalized.endings == [("generic:a", 1, Ending.AUTO_RESOLVE)]
+        record = h.intake.get("generic:a")
+        assert record is not None
+        assert [e.status for e in record.timeline][-1] == TimelineStatus.RESOLVED_UPSTREAM
+
+
+async def test_platform_resolve_is_only_recorded_without_auto_resolve() -> None:
+    async with harness(auto_resolve=False) as h:
+        h.submit(at("a", 0))
+        await run_to_end(h, "a", AlertStatus.ESCALATED)
+        assert h.submit(at("a", 0, AlertState.RESOLVED)) == (AlertStatus.IGNORED, "finished")
+        await h.intake.wait_idle()
+        assert h.finalized.endings == [("generic:a", 1, Ending.RESOLVED_UPSTREAM)]
+
+
+async def test_a_resolve_of_an_older_episode_leaves_the_queued_one_alone() -> None:
+    async with harness(concurrency=1) as h:
+        h.submit(at("blocker", 0))
+        await h.runner.wait_started(1)
+        h.submit(at("a", 5))
+        assert h.submit(at("a", 0, AlertState.RESOLVED)) == (AlertStatus.IGNORED, "stale")
+        record = h.intake.get("generic:a")
+        assert record is not None
+        assert record.status is AlertStatus.QUEUED
+        h.runner.auto = True
+        h.runner.release("generic:blocker")
+        await h.intake.wait_idle()
+
+
+async def test_an_ending_after_the_run_waits_for_the_page_and_report_under_way() -> None:
+    release = asyncio.Event()
+    order: list[Ending] = []
+
+    class SlowClose:
+        async def __call__(self, record: object, ending: Ending) -> None:
+            if ending is Ending.CLOSE:
+                await release.wait()
+            order.append(ending)
+
+    intake = Intake(runner=FakeRunner(limit=1), finalize=SlowClose(), clock=FakeClock())
+    async with intake:
+        unknown = at("lost", 0).model_copy(update={"service": None})
+        assert intake.submit(unknown, trace_id="t").reason == "unknown_service"
+        resolved = unknown.model_copy(update={"state": AlertState.RESOLVED})
+        assert intake.submit(resolved, trace_id="t").reason == "resolved_upstream"
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert order == []  # the resolve waits for the page it resolves
+        release.set()
+        await intake.wait_idle()
+    assert order == [Ending.CLOSE, Ending.AUTO_RESOLVE]

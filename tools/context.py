@@ -19,7 +19,9 @@ class RunContext:
     escalations: list[EscalationResult] = field(default_factory=list)
     withheld: list[str] = field(default_factory=list)  # shadow mode: writes not made
     report_content: str | None = None  # set by write_incident_report
-    report_filename: str | None = None  # the safe name chosen for this incident's report
+    report_filename: str | None = None  # the safe name chosen for this occurrence's report
+    occurrence: int = 1  # which occurrence of the incident this run is for
+    earlier_reports: frozenset[str] = frozenset()  # its earlier occurrences' report files
     read_cache: dict[str, str] = field(default_factory=dict)
     final_text: str | None = None  # the model's last words, when a limit ended the run
     budget_exceeded: bool = False

@@ -39,9 +39,19 @@ def default_report_name(alert: Alert, now: datetime) -> str:
 def promised_report_name(ctx: RunContext, now: datetime, requested: str | None = None) -> str:
     """The run's report file name, fixed the first time it is promised: by a page (whose
     `report_file` must name the file that will hold the findings) or by a report written.
-    Before that, the model's safe `requested` name is taken; after, the promise stands."""
+    Before that, the model's safe `requested` name is taken; after, the promise stands.
+    Each occurrence gets its own file: a name an earlier occurrence's report has gets
+    `-occurrence-<n>` before its extension."""
     if ctx.report_filename is None:
-        ctx.report_filename = requested or default_report_name(ctx.alert, now)
+        name = requested or default_report_name(ctx.alert, now)
+        if name in ctx.earlier_reports:
+            stem, dot, extension = name.rpartition(".")
+            name = (
+                f"{stem}-occurrence-{ctx.occurrence}.{extension}"
+                if dot
+                else f"{name}-occurrence-{ctx.occurrence}"
+            )
+        ctx.report_filename = name
     return ctx.report_filename
 
 

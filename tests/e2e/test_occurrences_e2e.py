@@ -331,11 +331,6 @@ async def test_platform_resolve_while_running_is_ignored_and_told_to_the_agent(
     assert body["status"] == "resolved"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="intake.pipeline._resolve: a resolve of a running occurrence only notifies the "
-    "agent; CONTRACT §3 says every resolve case is added to that occurrence's timeline",
-)
 async def test_platform_resolve_while_running_is_added_to_the_timeline(
     make_settings: SettingsFactory,
 ) -> None:
@@ -349,8 +344,27 @@ async def test_platform_resolve_while_running_is_added_to_the_timeline(
         gate.set()
         await stack.idle()
         after = await detail(stack, "generic:inc-1")
-    assert len(timeline(during)) == 3  # queued, running, and the platform's resolve
-    assert len(timeline(after)) == 4  # ... and the run's end
+    assert timeline(during) == ["queued", "running", "resolved_upstream"]
+    assert timeline(after) == ["queued", "running", "resolved_upstream", "resolved"]
+
+
+async def test_run_that_escalates_after_the_platform_resolved_gets_its_page_resolved(
+    make_settings: SettingsFactory,
+) -> None:
+    gate = asyncio.Event()
+    escalate = Call("escalate_pagerduty", {"summary": "Queue stuck; needs a human"})
+    llm = FakeLLM(script=[tools(STATUS, hold=gate), tools(escalate), say("Escalated.")])
+    async with running_stack(make_settings, llm) as stack:
+        await decide(stack, "generic", generic())
+        await llm.wait_for_requests(1)
+        assert await decide(stack, "generic", generic(state="resolved")) == ("ignored", "running")
+        gate.set()
+        await stack.idle()
+        text = await report(stack, "generic:inc-1")
+    trigger, resolve = (e.json for e in stack.pagerduty.events)
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert resolve["dedup_key"] == trigger["dedup_key"] == "generic:inc-1"
+    assert "## Resolved by the platform" in text
 
 
 ESCALATING = [

@@ -72,13 +72,10 @@ def datadog() -> Case:
 
 def newrelic() -> Case:
     incident = "newrelic:0ea2df1c-adab-45d2-aae0-042b609d2322"
-    return Case(
-        "newrelic",
-        load("newrelic/workflow-default-created-zulip.json", {"MAIN-APP-UBUNTU": "worker"}),
-        load("newrelic/workflow-default-closed-zulip.json", {"main_app-UBUNTU": "worker"}),
-        ((incident, "worker", "P1"),),
-        incident,
-    )
+    created = load("newrelic/workflow-default-created-zulip.json", {"MAIN-APP-UBUNTU": "worker"})
+    closed = load("newrelic/workflow-default-closed-zulip.json", {"main_app-UBUNTU": "worker"})
+    closed["createdAt"] = created["createdAt"]  # the samples are of two issues: make them one
+    return Case("newrelic", created, closed, ((incident, "worker", "P1"),), incident)
 
 
 def alertmanager() -> Case:

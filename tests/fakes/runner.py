@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from intake import AlertRecord
+from intake import AlertRecord, Ending
 from models import AlertStatus
 
 
@@ -35,6 +35,7 @@ class FakeRunner:
         try:
             if not self.auto:
                 await self._gates.setdefault(record.incident_id, asyncio.Event()).wait()
+                del self._gates[record.incident_id]  # the next occurrence waits anew
             if record.incident_id in self.failures:
                 raise RuntimeError("agent blew up")
             return self.outcomes.get(record.incident_id, AlertStatus.RESOLVED)
@@ -60,7 +61,12 @@ class FakeRunner:
 
 @dataclass
 class RecordingFinalizer:
-    records: list[tuple[str, AlertStatus, str | None]] = field(default_factory=list)
+    """Records each occurrence it closes (`records`) and every ending asked (`endings`)."""
 
-    async def __call__(self, record: AlertRecord) -> None:
-        self.records.append((record.incident_id, record.status, record.reason))
+    records: list[tuple[str, AlertStatus, str | None]] = field(default_factory=list)
+    endings: list[tuple[str, int, Ending]] = field(default_factory=list)
+
+    async def __call__(self, record: AlertRecord, ending: Ending = Ending.CLOSE) -> None:
+        self.endings.append((record.incident_id, record.occurrence, ending))
+        if ending is Ending.CLOSE:
+            self.records.append((record.incident_id, record.status, record.reason))
