@@ -223,6 +223,17 @@ class Intake:
         now = self._clock()
         self._expire_queued(now)
         latest = self._history.latest(alert.incident_id)
+        if latest is None and alert.state is AlertState.FIRING:
+            return self._open(alert, trace_id, now, None)  # a new incident (`on_firing`)
+        outcome = self._decide(alert, trace_id, now, latest)
+        if latest is not None and latest.retired and latest.closing is None:
+            self._history.retire(latest)  # revived to decide, and nothing is under way
+        return outcome
+
+    def _decide(
+        self, alert: Alert, trace_id: str, now: float, latest: AlertRecord | None
+    ) -> SubmitOutcome:
+        """What an alert is, given its incident's latest occurrence (`intake.lifecycle`)."""
         if alert.state is AlertState.RESOLVED:
             return self._resolve(alert, latest)
         verdict = on_firing(latest, alert.started_at, now, self._windows)
@@ -507,6 +518,11 @@ class Intake:
             await self._finalize(record, ending)
         except Exception:
             logger.exception("%s of %s failed", ending.value, record.incident_id)
+        finally:
+            if record.closing is asyncio.current_task():  # the last ending asked for
+                record.closing = None
+                if record.retired:  # it left the recent ones meanwhile
+                    self._history.retire(record)
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -591,9 +607,7 @@ class Intake:
 
     def get(self, incident_id: str, occurrence: int | None = None) -> AlertRecord | None:
         """The incident's latest occurrence, or occurrence `occurrence`, while remembered."""
-        if occurrence is None:
-            return self._history.latest(incident_id)
-        return self._history.occurrence(incident_id, occurrence)
+        return self._history.shown(incident_id, occurrence)
 
     def running_records(self) -> list[AlertRecord]:
         """The records running now (at most `concurrency`), in the order they started."""

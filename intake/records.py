@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from models import (
     Alert,
@@ -77,16 +79,19 @@ class AlertRecord:
     """
 
     __slots__ = (
+        "_alert",
+        "_lean",
         "_notices",
         "_steps",
         "closing",
         "finished_at",
         "occurrence",
         "previous",
+        "retired",
+        "started_at",
         "still_firing",
         "_tokens",
         "_tool_calls",
-        "alert",
         "carrier",
         "enqueued_at",
         "handoff",
@@ -117,7 +122,9 @@ class AlertRecord:
         seq: int,
         previous: AlertRecord | None = None,
     ) -> None:
-        self.alert = alert
+        self._alert: Alert | None = alert
+        self._lean: tuple[Any, ...] = ()  # the alert's fields, once retired (`lighten`)
+        self.started_at: datetime | None = alert.started_at  # when the episode began
         self.trace_id = trace_id
         self.enqueued_at = enqueued_at
         self.seq = seq
@@ -148,10 +155,13 @@ class AlertRecord:
         # that an ending outside the run (a cut-off, a limit) reports what was found.
         self.run: RunContext | None = None
         self.transcript: Transcript | None = None  # the run's conversation with the LLM
-        self.previous = previous  # the incident's occurrence before this one
+        # The incident's occurrence before this one: a record while open or recent, else
+        # packed (`Past`); `intake.history` keeps the links.
+        self.previous: AlertRecord | tuple[Any, ...] | None = previous
         self.occurrence: int = 1 if previous is None else previous.occurrence + 1
         self.finished_at: float | None = None  # intake's clock, at the terminal status
         self.still_firing = False  # escalated as still firing after the agent's fix
+        self.retired = False  # not among the recent ones: made a `Past` once its ending is done
         # The ending under way after the terminal status (page, report, additions to it):
         # each later addition waits for it, so one report is never written twice at once.
         self.closing: asyncio.Task[None] | None = None
@@ -163,9 +173,23 @@ class AlertRecord:
         )
 
     @property
-    def started_at(self) -> datetime | None:
-        """When the platform says this episode began (None when it does not say)."""
-        return self.alert.started_at
+    def alert(self) -> Alert:
+        """The normalized alert (without its raw payload once the record was lightened)."""
+        alert = self._alert
+        if alert is None:
+            provider, state, summary, url, labels = self._lean
+            alert = self._alert = Alert(
+                incident_id=self.incident_id,
+                provider=provider,
+                service=self.service,
+                priority=self.priority,
+                state=state,
+                summary=summary,
+                started_at=self.started_at,
+                labels=dict(labels),
+                url=url,
+            )
+        return alert
 
     @property
     def agent_resolved(self) -> bool:
@@ -173,31 +197,78 @@ class AlertRecord:
         return self.status is AlertStatus.RESOLVED and self.turns > 0
 
     def earlier(self) -> list[AlertRecord]:
-        """The incident's remembered occurrences before this one, newest first."""
-        found, record = [], self.previous
+        """The incident's remembered occurrences before this one, newest first (a packed one
+        as a record made to show it)."""
+        found: list[AlertRecord] = []
+        record = self.previous
         while record is not None:
+            if isinstance(record, tuple):
+                record = AlertRecord.revived(Past.unpack(record))
             found.append(record)
             record = record.previous
         return found
 
-    def forget_beyond(self, count: int) -> None:
-        """Keep this occurrence and at most `count - 1` before it linked."""
-        record: AlertRecord | None = self
-        for _ in range(count - 1):
-            if record is None:
-                return
-            record = record.previous
-        if record is not None:
-            record.previous = None
+    def packed(self) -> tuple[Any, ...]:
+        """What is remembered of this occurrence once it is neither open nor recent, packed
+        (`Past`): the alert without its raw payload, the timeline, the outcome; no tool
+        calls, run state or transcript. One flat tuple of plain values: the garbage
+        collector stops visiting it after one look, where a record is several objects it
+        visits at every full collection. The occurrence before must be packed already."""
+        alert, tokens, previous, steps = self.alert, self._tokens, self.previous, self._steps
+        assert not isinstance(previous, AlertRecord), "the one before is packed first"
+        spent = (tokens.input, tokens.output, tokens.total) if tokens else (0, 0, 0)
+        return (  # `Past`'s fields, flat and in order: enums by value
+            self.incident_id,
+            self.occurrence,
+            self.status._value_,
+            self.reason,
+            self.started_at,
+            self.finished_at,
+            self.still_firing,
+            self.resolved_upstream,
+            self.turns,
+            self.service,
+            self.priority._value_,
+            self.trace_id,
+            self.enqueued_at,
+            self.seq,
+            self.repeats,
+            *spent,
+            self.outcome,
+            self.report_file,
+            self.paged_as,
+            alert.provider._value_,
+            alert.state._value_,
+            alert.summary,
+            alert.url,
+            previous,
+            len(steps),
+            *map(_PLAIN.get, steps, steps),
+            *itertools.chain.from_iterable(alert.labels.items()),
+        )
 
-    def lighten(self) -> None:
-        """Drop what only the last finished occurrences keep: the raw payload, tool calls,
-        the run's state and transcript. Status, timeline, outcome and report file stay."""
-        if self.alert.raw is not None:
-            self.alert = self.alert.model_copy(update={"raw": None})
-        self._tool_calls = None
-        self.run = None
-        self.transcript = None
+    @classmethod
+    def revived(cls, past: Past) -> AlertRecord:
+        """A record again from what was remembered (to add to its timeline or report, or to
+        show it): everything `past` keeps; no tool calls, run state or transcript."""
+        record = cls.__new__(cls)
+        for name in _REVIVED_NONE:
+            setattr(record, name, None)
+        record._alert, record._lean = None, past.lean
+        record._steps = list(past.steps)
+        record.incident_id, record.occurrence = past.incident_id, past.occurrence
+        record.status, record.reason = AlertStatus(past.status), past.reason
+        record.started_at, record.finished_at = past.started_at, past.finished_at
+        record.still_firing, record.resolved_upstream = past.still_firing, past.resolved_upstream
+        record.service, record.priority = past.service, Priority(past.priority)
+        record.trace_id, record.enqueued_at, record.seq = past.trace_id, past.enqueued_at, past.seq
+        record.order = _PRIORITY_ORDER[record.priority] + past.seq
+        record.repeats, record.turns = past.repeats, past.turns
+        record._tokens = Tokens(*past.tokens) if past.turns else None
+        record.outcome, record.report_file = past.outcome, past.report_file
+        record.paged_as, record.previous = past.paged_as, past.previous
+        record.handoff, record.retired = False, True
+        return record
 
     @property
     def tool_calls(self) -> list[ToolCallRecord]:
@@ -214,7 +285,9 @@ class AlertRecord:
     @property
     def timeline(self) -> list[Step]:
         steps = self._steps
-        return [Step(*steps[i : i + 3]) for i in range(0, len(steps), 3)]
+        return [
+            Step(steps[i], _status(steps[i + 1]), steps[i + 2]) for i in range(0, len(steps), 3)
+        ]
 
     @property
     def received_at(self) -> datetime:
@@ -227,7 +300,7 @@ class AlertRecord:
         self.status = status
         if reason is not None:
             self.reason = reason
-        self._steps += (time.time(), status, reason)
+        self._steps += (time.time(), status, reason)  # a tuple once lightened: rare
 
     def mark(self, event: TimelineStatus, note: str | None = None) -> None:
         """Record an event after the run on the timeline (the status stays)."""
@@ -280,15 +353,80 @@ class AlertRecord:
             report_file=self.report_file,
             paged_as=self.paged_as,
             occurrences=[
-                r.occurrence_summary() for r in (latest or self, *(latest or self).earlier())
+                occurrence_summary(r) for r in (latest or self, *(latest or self).earlier())
             ],
         )
 
-    def occurrence_summary(self) -> OccurrenceSummary:
-        return OccurrenceSummary(
-            occurrence=self.occurrence,
-            started_at=self.started_at,
-            status=self.status,
-            outcome=self.outcome,
-            report_file=self.report_file,
+
+# Timeline statuses by value, for packing (a tuple holding enums stays tracked by the GC).
+_PLAIN: dict[Any, Any] = {s: s._value_ for s in (*AlertStatus, *TimelineStatus)}
+_REVIVED_NONE = ("_notices", "_tool_calls", "carrier", "run", "transcript", "closing")
+
+
+class Past(NamedTuple):
+    """A remembered occurrence that is neither open nor recent, as `AlertRecord.packed`
+    packs it: one flat tuple (`unpack` reads it into these fields). The occurrence before
+    it is packed inside it."""
+
+    incident_id: str
+    occurrence: int
+    status: str  # an AlertStatus value
+    reason: str | None
+    started_at: datetime | None
+    finished_at: float | None
+    still_firing: bool
+    resolved_upstream: bool
+    turns: int
+    service: str | None
+    priority: str
+    trace_id: str
+    enqueued_at: float
+    seq: int
+    repeats: int
+    tokens: tuple[int, int, int]
+    outcome: str | None
+    report_file: str | None
+    paged_as: str | None
+    lean: tuple[Any, ...]  # provider, state, summary, url, labels of the alert
+    previous: tuple[Any, ...] | None  # the occurrence before, packed
+    steps: tuple[Any, ...]  # (epoch, status value, note) triples
+
+    @classmethod
+    def unpack(cls, packed: tuple[Any, ...]) -> Past:
+        steps_end = _STEPS + packed[_STEPS - 1]
+        labels = packed[steps_end:]
+        return cls._make(
+            (
+                *packed[:15],
+                packed[15:18],
+                *packed[18:21],
+                (*packed[21:25], tuple(zip(labels[::2], labels[1::2], strict=True))),
+                packed[PACKED_PREVIOUS],
+                packed[_STEPS:steps_end],
+            )
         )
+
+
+# Where `AlertRecord.packed` puts what intake reads without unpacking.
+PACKED_OCCURRENCE = 1
+PACKED_FINISHED_AT = 5
+PACKED_PREVIOUS = 25
+_STEPS = 27  # the timeline starts here; its length is just before
+
+
+def occurrence_summary(record: AlertRecord) -> OccurrenceSummary:
+    """One row of `AlertDetail.occurrences`."""
+    return OccurrenceSummary(
+        occurrence=record.occurrence,
+        started_at=record.started_at,
+        status=record.status,
+        outcome=record.outcome,
+        report_file=record.report_file,
+    )
+
+
+def _status(value: AlertStatus | TimelineStatus | str) -> AlertStatus | TimelineStatus:
+    """A timeline status as stored: an enum, or its value once the record was lightened."""
+    if isinstance(value, Enum):
+        return value
+    return AlertStatus(value) if value in AlertStatus._value2member_map_ else TimelineStatus(value)

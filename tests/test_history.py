@@ -33,8 +33,8 @@ def test_occurrences_are_numbered_and_linked_newest_first() -> None:
     history.opened(second)
     assert second.occurrence == 2
     assert history.latest("generic:a") is second
-    assert history.occurrence("generic:a", 1) is first
-    assert history.occurrence("generic:a", 3) is None
+    assert history.shown("generic:a", 1) is first
+    assert history.shown("generic:a", 3) is None
     assert second.earlier() == [first]
 
 
@@ -47,11 +47,11 @@ def test_at_most_max_occurrences_stay_linked() -> None:
         finish(history, item, float(n))
     assert item is not None
     assert len(item.earlier()) == MAX_OCCURRENCES - 1
-    assert history.occurrence("generic:a", 5) is None  # forgotten
-    assert history.occurrence("generic:a", 6) is not None
+    assert history.shown("generic:a", 5) is None  # forgotten
+    assert history.shown("generic:a", 6) is not None
 
 
-def test_recent_keeps_the_last_finished_in_full_and_lightens_older_ones() -> None:
+def test_recent_keeps_the_last_finished_in_full_and_packs_older_ones() -> None:
     history = History(window_seconds=900)
     items = [record(str(n), seq=n) for n in range(RECENT_SIZE + 1)]
     for n, item in enumerate(items):
@@ -60,11 +60,69 @@ def test_recent_keeps_the_last_finished_in_full_and_lightens_older_ones() -> Non
         finish(history, item, float(n))
     assert history.recent(3) == items[::-1][:3]
     assert len(history.recent()) == RECENT_SIZE
-    oldest = items[0]
+    assert type(history._latest["generic:0"]) is tuple  # packed: not visited by the GC
+    oldest = history.latest("generic:0")
+    assert oldest is not None
+    assert oldest is not items[0]  # a record again, from what was packed
     assert oldest.alert.raw is None
     assert oldest.tool_calls == []
-    assert oldest.status is AlertStatus.RESOLVED  # what it was stays
-    assert items[1].alert.raw == {"big": "payload"}
+    assert (oldest.status, oldest.occurrence, oldest.finished_at) == (AlertStatus.RESOLVED, 1, 0.0)
+    assert [s.status for s in oldest.timeline] == [AlertStatus.RESOLVED]
+    assert history.latest("generic:1") is items[1]
+
+
+def test_packing_keeps_everything_an_occurrence_shows() -> None:
+    history = History(window_seconds=900)
+    first = record()
+    first.alert  # noqa: B018 - the alert as given
+    first.turns, first.outcome, first.report_file, first.paged_as = 3, "escalated", "r.md", "k"
+    first.tokens.input, first.tokens.total = 10, 12
+    first.resolved_upstream, first.repeats = True, 2
+    history.opened(first)
+    first.move(AlertStatus.ESCALATED, "max_turns")
+    first.finished_at = 5.0
+    history.finished(first)
+    before = first.detail().model_dump(exclude={"alert": {"raw"}, "tool_calls": True})
+    history.retire(first)
+    again = history.latest("generic:a")
+    assert again is not None
+    assert again is not first
+    after = again.detail().model_dump(exclude={"alert": {"raw"}, "tool_calls": True})
+    assert after == before
+    assert again.alert.labels == first.alert.labels
+
+
+def test_a_packed_occurrence_is_packed_again_once_retired() -> None:
+    history = History(window_seconds=900)
+    first = record()
+    history.opened(first)
+    finish(history, first, 1.0)
+    history.retire(first)
+    revived = history.latest("generic:a")
+    assert revived is not None
+    assert revived.retired
+    history.retire(revived)
+    assert type(history._latest["generic:a"]) is tuple
+
+
+def test_earlier_occurrences_are_packed_inside_the_later_ones() -> None:
+    history = History(window_seconds=900)
+    previous = None
+    for n in range(3):
+        item = record(previous=previous, seq=n)
+        history.opened(item)
+        if previous is not None:  # as intake does once it decided: packed again
+            history.retire(previous)
+            assert type(item.previous) is tuple
+        finish(history, item, float(n))
+        history.retire(item)
+        previous = history.latest("generic:a")
+    assert type(history._latest["generic:a"]) is AlertRecord  # revived by the last latest()
+    assert previous is not None
+    assert [r.occurrence for r in previous.earlier()] == [2, 1]
+    first = history.shown("generic:a", 1)
+    assert first is not None
+    assert first.finished_at == 0.0
 
 
 def test_prune_never_forgets_inside_the_dedup_window() -> None:
