@@ -13,15 +13,7 @@ rules; what is remembered of past occurrences is `intake.history`'s; the order o
 the rules' verdicts and owns the runs. Everything runs on one event loop, so no locks: no
 await separates a check from its update.
 
-Runs are executed by workers, not a task each: at most `concurrency` long-lived worker
-tasks, each either running one record or parked on a future. Dispatch decides which record
-runs next synchronously (the record is RUNNING when `submit` returns) and hands it to a
-parked worker, or starts a worker while there are fewer than `concurrency`. A worker that
-finishes a run takes the next record itself, so with a backlog no run costs a trip through
-the event loop or a future; once the workers have held the loop for `HOLD_SECONDS` without
-suspending, the next run yields first, so runs that never suspend cannot starve the
-webhooks. Workers start in an empty context: a run never inherits the request that happened
-to start its worker.
+Runs happen on `intake.workers.Workers`.
 """
 
 from __future__ import annotations
@@ -30,8 +22,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -39,21 +31,12 @@ from opentelemetry import propagate, trace
 
 from intake.history import RECENT_SIZE, History
 from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
-from intake.queue import Queue
 from intake.records import AlertRecord, SubmitOutcome
+from intake.workers import Runner, Workers
 from models import Alert, AlertState, AlertStatus, TimelineStatus
-from telemetry import SPAN_PROCESS_ALERT, incident_id_var, trace_id_var
+from telemetry import incident_id_var, trace_id_var
 
 logger = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
-
-HOLD_SECONDS = 0.005
-
-
-class Runner(Protocol):
-    """Runs the agent for one record and returns the terminal status (resolved/escalated)."""
-
-    def __call__(self, record: AlertRecord) -> Awaitable[AlertStatus]: ...
 
 
 class Finalizer(Protocol):
@@ -100,21 +83,6 @@ class _Counters:
     failed: int = 0
 
 
-@dataclass(slots=True)
-class _Active:
-    """Queued and running records: the queue, the services busy running, the workers."""
-
-    records: dict[str, AlertRecord] = field(default_factory=dict)
-    queue: Queue = field(default_factory=Queue)
-    busy: set[str] = field(default_factory=set)
-    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # id -> its worker
-    parked: list[tuple[asyncio.Future[AlertRecord], asyncio.Task[None]]] = field(
-        default_factory=list
-    )
-    workers: set[asyncio.Task[None]] = field(default_factory=set)
-    resumed_at: float = 0.0  # when a worker last came back from the event loop
-
-
 class Intake:
     """Accepts normalized alerts and dispatches agent runs under the contract's rules."""
 
@@ -128,14 +96,21 @@ class Intake:
         metrics: IntakeMetrics | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._runner = runner
         self._finalize = finalize
         self._limits = limits or Limits()
         self._budget_exhausted = budget_exhausted
         self._metrics = metrics or _NoMetrics()
         self._clock = clock or asyncio.get_running_loop().time
-        self._active = _Active()
+        self._records: dict[str, AlertRecord] = {}  # queued and running, by incident id
         limits = self._limits
+        self._runs = Workers(
+            runner=runner,
+            concurrency=limits.concurrency,
+            clock=self._clock,
+            spawn=self._spawn_worker,
+            ended=self._ran,
+            released=self._check_idle,
+        )
         self._windows = Windows(
             dedup=limits.dedup_window_seconds, grace=limits.resolve_grace_seconds
         )
@@ -149,8 +124,6 @@ class Intake:
         self._ticker: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._no_runs = asyncio.Event()
-        self._no_runs.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -172,9 +145,9 @@ class Intake:
         self._accepting, self._stopped = False, True
         for record in self._queued_records():
             self._close_queued(record, AlertStatus.ESCALATED, "shutdown")
-        await self._wait_runs(grace_seconds)
-        cut_off = [self._active.records[i] for i in self._active.running]
-        await self._stop_workers(cleanup_seconds)
+        await self._runs.wait_runs(grace_seconds)
+        cut_off = [self._records[i] for i in self._runs.running]
+        await self._runs.stop(cleanup_seconds)
         for record in cut_off:
             self._finish(record, AlertStatus.ESCALATED, "shutdown_grace_exceeded", finalize=True)
 
@@ -260,7 +233,7 @@ class Intake:
             self._finish(record, AlertStatus.ESCALATED, refusal, finalize=True)
             return SubmitOutcome(AlertStatus.ESCALATED, refusal, record.occurrence)
         self._enqueue(record)
-        self._dispatch()
+        self._runs.dispatch()
         return SubmitOutcome(AlertStatus.QUEUED, None, record.occurrence)
 
     def _still_firing(self, record: AlertRecord, now: float) -> SubmitOutcome:
@@ -305,7 +278,7 @@ class Intake:
             return "unknown_service"
         if self._budget_exhausted():
             return "hourly_token_budget"
-        if self._active.queue.size >= self._limits.queue_size:
+        if self._runs.queue.size >= self._limits.queue_size:
             return "queue_full"
         return None
 
@@ -333,139 +306,34 @@ class Intake:
             propagate.inject(record.carrier, context)
         return record
 
-    # -- queue ---------------------------------------------------------------------------------
+    # -- queue and runs ------------------------------------------------------------------------
 
     def _enqueue(self, record: AlertRecord) -> None:
-        active = self._active
-        if not active.records:
+        if not self._records:
             self._idle.clear()  # the first active record
-        active.records[record.incident_id] = record
+        self._records[record.incident_id] = record
         self._counters.queued += 1
         self._metrics.record_intake("queued")
         record.move(AlertStatus.QUEUED)
-        if active.queue.push(record):  # a new head supersedes its service's last offer
-            self._offer(record.service or "")
+        self._runs.enqueue(record)
 
-    def _offer(self, service: str) -> None:
-        """Make a free service's best queued record its dispatch candidate."""
-        if service not in self._active.busy:
-            self._active.queue.offer(service)
+    def _spawn_worker(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self._spawn(work, context=contextvars.Context())
 
-    def _dispatch(self) -> None:
-        """Start runs while there is room, each on a parked worker or a new one."""
-        while (record := self._pick()) is not None:
-            self._start(record, self._free_worker(record))
-
-    def _pick(self) -> AlertRecord | None:
-        """If there is room, take the next record to run: best priority, then oldest,
-        among free services. The caller starts it."""
-        if len(self._active.running) >= self._limits.concurrency:
-            return None
-        return self._active.queue.pop_next()
-
-    def _free_worker(self, record: AlertRecord) -> asyncio.Task[None]:
-        """Hand `record` to a parked worker, or start a worker for it (fewer than the limit
-        are alive, since each is running or parked)."""
-        active = self._active
-        while active.parked:
-            slot, worker = active.parked.pop()
-            if not slot.done():  # a parked worker cancelled by shutdown has a cancelled slot
-                slot.set_result(record)
-                return worker
-        worker = self._spawn(self._work(record), context=contextvars.Context())
-        active.workers.add(worker)
-        worker.add_done_callback(active.workers.discard)
-        return worker
-
-    def _start(self, record: AlertRecord, worker: asyncio.Task[None]) -> None:
-        service = record.service
-        assert service is not None
-        active = self._active
-        active.busy.add(service)
-        if not active.running:
-            self._no_runs.clear()  # the first run
-        active.running[record.incident_id] = worker
-        record.move(AlertStatus.RUNNING)
-
-    # -- runs ----------------------------------------------------------------------------------
-
-    async def _work(self, record: AlertRecord) -> None:
-        """A worker: run a record, then take the next one itself while there is a backlog
-        (no trip through the event loop), else park until dispatch hands it one."""
-        worker = asyncio.current_task()
-        assert worker is not None
-        loop = asyncio.get_running_loop()
-        self._active.resumed_at = self._clock()
-        while True:
-            await self._run(record)
-            following = self._pick()
-            if following is None:
-                slot: asyncio.Future[AlertRecord] = loop.create_future()
-                self._active.parked.append((slot, worker))
-                following = await slot
-                self._active.resumed_at = self._clock()
-            else:
-                self._start(following, worker)
-            record = following
-
-    async def _run(self, record: AlertRecord) -> None:
-        """Run the agent for one record: a crash is escalated by the runtime, a cancellation
-        (shutdown) propagates, and the service is released whatever happens."""
-        try:
-            if self._clock() - self._active.resumed_at >= HOLD_SECONDS:
-                await asyncio.sleep(0)  # let the loop serve webhooks between instant runs
-                self._active.resumed_at = self._clock()
-            trace_id_var.set(record.trace_id)
-            incident_id_var.set(record.incident_id)
-            try:
-                if record.carrier is None:
-                    status = await self._runner(record)
-                else:
-                    status = await self._run_traced(record, record.carrier)
-            except asyncio.CancelledError:
-                logger.debug("run cancelled by shutdown", extra={"incident_id": record.incident_id})
-                raise
-            except Exception:
-                logger.exception("agent run failed; escalating")
-                self._counters.failed += 1
-                self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
-                return
-            self._finish(record, status, record.reason, finalize=record.handoff)
-            if status is AlertStatus.ESCALATED and record.resolved_upstream:
-                self._after_resolved_run(record)
-        finally:
-            self._release(record)
-
-    async def _run_traced(self, record: AlertRecord, carrier: dict[str, str]) -> AlertStatus:
-        """The run inside a `process_alert` span in the webhook's trace, whose context
-        travels in the record. An alert that did not arrive in a recorded trace runs
-        without one, and without a call into the OTel API."""
-        token = otel_context.attach(propagate.extract(carrier))
-        try:
-            with tracer.start_as_current_span(
-                SPAN_PROCESS_ALERT,
-                attributes={"incident.id": record.incident_id, "service": record.service or ""},
-            ):
-                return await self._runner(record)
-        finally:
-            otel_context.detach(token)
-
-    def _release(self, record: AlertRecord) -> None:
-        """Free the run's service; the worker dispatches next (or shutdown is under way)."""
-        service = record.service
-        assert service is not None
-        self._active.running.pop(record.incident_id, None)
-        if not self._active.running:
-            self._no_runs.set()
-        self._active.busy.discard(service)
-        if self._active.queue.holds(service):
-            self._offer(service)
-        self._check_idle()
+    def _ran(self, record: AlertRecord, status: AlertStatus | None) -> None:
+        """A run returned (`status` None: it raised, and the runtime escalates)."""
+        if status is None:
+            self._counters.failed += 1
+            self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
+            return
+        self._finish(record, status, record.reason, finalize=record.handoff)
+        if status is AlertStatus.ESCALATED and record.resolved_upstream:
+            self._after_resolved_run(record)
 
     # -- terminal statuses ---------------------------------------------------------------------
 
     def _close_queued(self, record: AlertRecord, status: AlertStatus, reason: str) -> None:
-        self._active.queue.left()
+        self._runs.queue.left()
         self._finish(record, status, reason, finalize=True)
         self._check_idle()
 
@@ -477,7 +345,7 @@ class Intake:
             return
         record.move(status, reason)
         record.finished_at = self._clock()
-        self._active.records.pop(record.incident_id, None)
+        self._records.pop(record.incident_id, None)
         self._history.finished(record)
         self._count_terminal(status)
         if finalize:
@@ -531,11 +399,11 @@ class Intake:
         now = self._clock()
         self._expire_queued(now)
         self._history.prune(now)
-        self._active.queue.compact()
-        self._dispatch()
+        self._runs.queue.compact()
+        self._runs.dispatch()
 
     def _expire_queued(self, now: float) -> None:
-        for record in self._active.queue.take_expired(now, self._limits.ttl_seconds):
+        for record in self._runs.queue.take_expired(now, self._limits.ttl_seconds):
             logger.warning("alert expired in queue after %.0fs", now - record.enqueued_at)
             self._close_queued(record, AlertStatus.EXPIRED, "ttl")
 
@@ -564,19 +432,6 @@ class Intake:
             task.add_done_callback(self._side_tasks.discard)
         return task
 
-    async def _wait_runs(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._no_runs.wait()
-
-    async def _stop_workers(self, seconds: float) -> None:
-        """Cancel every worker (cutting off the runs still going) and wait for them."""
-        workers = list(self._active.workers)
-        for worker in workers:
-            worker.cancel()
-        if workers:
-            await asyncio.wait(workers, timeout=seconds)
-
     async def _wait_side_tasks(self, seconds: float) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -597,13 +452,13 @@ class Intake:
                 await asyncio.gather(*late, return_exceptions=True)
 
     def _check_idle(self) -> None:
-        if not self._active.records:
+        if not self._records:
             self._idle.set()
 
     # -- views ---------------------------------------------------------------------------------
 
     def _queued_records(self) -> list[AlertRecord]:
-        return [r for r in self._active.records.values() if r.status is AlertStatus.QUEUED]
+        return [r for r in self._records.values() if r.status is AlertStatus.QUEUED]
 
     def get(self, incident_id: str, occurrence: int | None = None) -> AlertRecord | None:
         """The incident's latest occurrence, or occurrence `occurrence`, while remembered."""
@@ -611,8 +466,8 @@ class Intake:
 
     def running_records(self) -> list[AlertRecord]:
         """The records running now (at most `concurrency`), in the order they started."""
-        records = self._active.records
-        return [r for i in self._active.running if (r := records.get(i)) is not None]
+        records = self._records
+        return [r for i in self._runs.running if (r := records.get(i)) is not None]
 
     def recent(self, limit: int = RECENT_SIZE) -> list[AlertRecord]:
         """The last `limit` finished occurrences (at most `RECENT_SIZE`), newest first."""
@@ -622,20 +477,20 @@ class Intake:
         self, *, limit: int, after: int | None = None
     ) -> tuple[list[AlertRecord], int | None]:
         """One page of the queue, and the `order` to ask for the next with (`Queue.page`)."""
-        return self._active.queue.page(limit=limit, after=after)
+        return self._runs.queue.page(limit=limit, after=after)
 
     def listing(self) -> dict[str, list[AlertRecord]]:
         """Everything at once: running, every queued record in queue order, the recent.
         O(queue), for tests and tools; `GET /alerts` pages with `queued_page`."""
         return {
             "running": self.running_records(),
-            "queued": self._active.queue.in_order(),
+            "queued": self._runs.queue.in_order(),
             "recent": self.recent(),
         }
 
     def counts(self) -> tuple[int, int]:
         """(running, queued) right now."""
-        return len(self._active.running), self._active.queue.size
+        return len(self._runs.running), self._runs.queue.size
 
     def stats(self) -> dict[str, Any]:
         running, queued = self.counts()

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from intake import Draining, Ending, Intake, Limits
-from intake.pipeline import HOLD_SECONDS
 from intake.queue import COMPACT_SLACK
+from intake.workers import HOLD_SECONDS
 from models import Alert, AlertState, AlertStatus, Priority, Provider, TimelineStatus
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
 
@@ -381,7 +381,7 @@ async def test_dead_entries_behind_a_waiting_alert_are_dropped_on_tick() -> None
         for n in range(3 * COMPACT_SLACK):
             h.submit(alert(f"quick-{n}", service=f"svc-{n}"))
             h.submit(alert(f"quick-{n}", service=f"svc-{n}", state=AlertState.RESOLVED))
-        queue = h.intake._active.queue
+        queue = h.intake._runs.queue
         assert len(queue.fifo) > 3 * COMPACT_SLACK  # held behind "waiting" until a tick
         h.intake.tick()
         assert len(queue.fifo) <= 2 * queue.size + COMPACT_SLACK
@@ -427,10 +427,10 @@ async def test_workers_are_reused_and_never_outnumber_the_limit() -> None:
         for burst in range(3):  # between bursts every worker is parked
             for n in range(10):
                 h.submit(alert(f"a{burst}-{n}", service=f"svc-{n % 5}"))
-                assert len(h.intake._active.workers) <= 2
+                assert len(h.intake._runs.workers) <= 2
             await h.intake.wait_idle()
         assert len(h.runner.started) == 30
-        assert len(h.intake._active.workers) == 2  # parked and handed work, not one per run
+        assert len(h.intake._runs.workers) == 2  # parked and handed work, not one per run
 
 
 # -- occurrences ---------------------------------------------------------------------------

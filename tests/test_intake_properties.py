@@ -67,7 +67,7 @@ async def scenario(ops: list[tuple[object, ...]], limit: int) -> None:
         for op in ops:
             apply(op, intake, runner, clock, accepted)
             await settle()
-            assert len(intake._active.workers) <= limit  # runs happen on at most `limit` workers
+            assert len(intake._runs.workers) <= limit  # runs happen on at most `limit` workers
         for incident in list(runner.running):
             runner.release(incident)
         runner.auto = True
