@@ -6,7 +6,6 @@ import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from models import (
@@ -134,9 +133,10 @@ class AlertRecord:
         self.order: int = _PRIORITY_ORDER[alert.priority] + seq  # best priority, then oldest
         self.status = AlertStatus.QUEUED
         self.reason: str | None = None
-        # The timeline as flat (epoch, status, note) triples: intake writes three entries per
-        # alert, and an object each (or a `datetime.now()`) was a visible share of the
-        # per-alert cost and of the garbage collector's work. `timeline` builds the steps.
+        # The timeline as flat (epoch, status value, note) triples: intake writes three
+        # entries per alert, and an object each (or a `datetime.now()`) was a visible share
+        # of the per-alert cost and of the garbage collector's work; plain values pack as
+        # they are (`packed`). `timeline` builds the steps.
         self._steps: list[Any] = []
         self.repeats = 0
         self.resolved_upstream = False
@@ -217,7 +217,8 @@ class AlertRecord:
         alert, tokens, previous, steps = self.alert, self._tokens, self.previous, self._steps
         assert not isinstance(previous, AlertRecord), "the one before is packed first"
         spent = (tokens.input, tokens.output, tokens.total) if tokens else (0, 0, 0)
-        return (  # `Past`'s fields, flat and in order: enums by value
+        return (  # `Past`'s fields, flat and in order: enums by value (a tuple holding an
+            # enum stays tracked by the garbage collector)
             self.incident_id,
             self.occurrence,
             self.status._value_,
@@ -243,7 +244,7 @@ class AlertRecord:
             alert.url,
             previous,
             len(steps),
-            *map(_PLAIN.get, steps, steps),
+            *steps,
             *itertools.chain.from_iterable(alert.labels.items()),
         )
 
@@ -300,11 +301,11 @@ class AlertRecord:
         self.status = status
         if reason is not None:
             self.reason = reason
-        self._steps += (time.time(), status, reason)  # a tuple once lightened: rare
+        self._steps += (time.time(), status._value_, reason)
 
     def mark(self, event: TimelineStatus, note: str | None = None) -> None:
         """Record an event after the run on the timeline (the status stays)."""
-        self._steps += (time.time(), event, note)
+        self._steps += (time.time(), event._value_, note)
 
     def notify(self, notice: str) -> None:
         """Tell the running agent something at its next turn (a repeat, a resolution)."""
@@ -358,8 +359,6 @@ class AlertRecord:
         )
 
 
-# Timeline statuses by value, for packing (a tuple holding enums stays tracked by the GC).
-_PLAIN: dict[Any, Any] = {s: s._value_ for s in (*AlertStatus, *TimelineStatus)}
 _REVIVED_NONE = ("_notices", "_tool_calls", "carrier", "run", "transcript", "closing")
 
 
@@ -425,8 +424,9 @@ def occurrence_summary(record: AlertRecord) -> OccurrenceSummary:
     )
 
 
-def _status(value: AlertStatus | TimelineStatus | str) -> AlertStatus | TimelineStatus:
-    """A timeline status as stored: an enum, or its value once the record was lightened."""
-    if isinstance(value, Enum):
-        return value
-    return AlertStatus(value) if value in AlertStatus._value2member_map_ else TimelineStatus(value)
+def _status(value: str) -> AlertStatus | TimelineStatus:
+    """A timeline status from its stored value: a status the occurrence moved to, or an
+    event after its run."""
+    if value in AlertStatus._value2member_map_:
+        return AlertStatus(value)
+    return TimelineStatus(value)
