@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint fmt demo bench clean
+.PHONY: venv run test lint fmt demo bench eval clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-aws.txt
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy main agent intake tools config.py models.py state.py telemetry.py
+	$(BIN)/mypy main agent intake tools eval config.py models.py state.py telemetry.py
 
 fmt: venv
 	$(BIN)/ruff format .
@@ -51,6 +51,11 @@ demo: venv
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Replay evaluation (README "Replay evaluation"): options through ARGS, e.g.
+# make eval ARGS="--model gpt-4o,gpt-4o-mini --iterations 3"
+eval: venv
+	$(BIN)/python -m eval $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 import uvicorn
 
@@ -17,7 +18,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: object, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve(
+    app: Callable[..., Any], *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
     """Start `app` on 127.0.0.1:<free port>, yield its base URL, stop it on exit.
 
     Startup is awaited through uvicorn's own `started` flag on the event loop (no sleeps
