@@ -10,11 +10,12 @@ capture and the services' request logs. Judging it is `eval.scoring`'s job.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +31,7 @@ from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
 from demo.simulators.server import free_port, serve
 from eval.scenario import Scenario
 from eval.scoring import Happened, Tokens
-from eval.services import ScenarioService, under_prefixes
+from eval.services import ScenarioService, asked, under_prefixes
 from main import create_app
 from main.deps import Runtime
 from telemetry import json_handler
@@ -152,6 +153,9 @@ async def run_scenario(
         runtime: Runtime = app.state.runtime
         started = time.perf_counter()
         incident_ids = await _deliver(client, scenario)
+        for later in scenario.during_run:  # e.g. the platform resolves it mid-run
+            await _first(asked(services, later.after_requests), runtime.intake.wait_idle())
+            await _post(client, scenario, later.payload)
         await runtime.intake.wait_idle()
         seconds = time.perf_counter() - started
         record = await _read_back(client, incident_ids)
@@ -162,8 +166,11 @@ async def run_scenario(
 def _services(scenario: Scenario, token: str) -> dict[str, ScenarioService]:
     """One simulated service per `services` entry, under its registry name."""
     names = {name.lower(): name for name in scenario.entries()}
+    shared = asyncio.Event()  # any request to any of them (`eval.services.asked`)
     return {
-        names[name.lower()]: ScenarioService(names[name.lower()], token, dict(answers))
+        names[name.lower()]: ScenarioService(
+            names[name.lower()], token, dict(answers), asked=shared
+        )
         for name, answers in scenario.services.items()
     }
 
@@ -185,15 +192,36 @@ def _turns(scenario: Scenario) -> dict[str, int]:
     return {"agent_max_turns": turns} if turns else {}
 
 
+async def _first(*waits: Coroutine[Any, Any, None]) -> None:
+    """Return when the first of `waits` is done (the others are cancelled and awaited): a
+    later delivery is sent once its services were asked, or once the run is over if the
+    agent never asked them."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _deliver(client: httpx.AsyncClient, scenario: Scenario) -> list[str]:
     """Post the alert as the platform would; the incident ids the runtime accepted."""
+    response = await _post(client, scenario, scenario.alert.payload)
+    return [str(result["incident_id"]) for result in response.json()["alerts"]]
+
+
+async def _post(
+    client: httpx.AsyncClient, scenario: Scenario, payload: dict[str, Any] | list[Any]
+) -> httpx.Response:
+    """One notification to the scenario's webhook; anything but a 202 stops the run."""
     provider = scenario.alert.provider.value
-    response = await client.post(f"/webhook/{provider}", json=scenario.alert.payload)
+    response = await client.post(f"/webhook/{provider}", json=payload)
     if response.status_code != 202:
         raise ScenarioRunError(
             f"POST /webhook/{provider} answered {response.status_code}: {response.text[:500]}"
         )
-    return [str(result["incident_id"]) for result in response.json()["alerts"]]
+    return response
 
 
 async def _read_back(client: httpx.AsyncClient, incident_ids: list[str]) -> RunRecord:

@@ -101,6 +101,17 @@ class AlertSpec(BaseModel):
     payload: dict[str, Any] | list[Any]
 
 
+class LaterDelivery(BaseModel):
+    """A notification the platform sends while the agent works (an extension of §10's
+    format, for an alert resolved mid-run): `payload` goes to the same webhook once the
+    scenario's services have answered `after_requests` requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after_requests: PositiveInt
+    payload: dict[str, Any] | list[Any]
+
+
 class Expectations(BaseModel):
     """What a good run does."""
 
@@ -132,6 +143,7 @@ class Scenario(BaseModel):
     registry: str
     scaling_limits: str = ""
     services: dict[str, dict[Endpoint, Answer]] = Field(default_factory=dict)
+    during_run: list[LaterDelivery] = Field(default_factory=list)
     expect: Expectations
 
     @field_validator("registry")

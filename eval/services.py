@@ -12,6 +12,7 @@ server to start and stop per run instead of one per simulator.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class ScenarioService:
     token: str
     answers: dict[str, Answer]
     requests: list[RecordedRequest] = field(default_factory=list)
+    # Set at every request; the services of one run share it (`asked`).
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> Starlette:
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -41,6 +44,7 @@ class ScenarioService:
     async def handle(self, request: Request) -> Response:
         recorded = await _record(request)
         self.requests.append(recorded)
+        self.asked.set()
         if recorded.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         answer = self.answers.get(endpoint_key(recorded.method, recorded.path))
@@ -52,6 +56,17 @@ class ScenarioService:
     def actions(self) -> list[str]:
         """Every request it got, as `METHOD service /ops/path`, in order."""
         return [f"{r.method} {self.name} {r.path.rstrip('/')}" for r in self.requests]
+
+
+async def asked(services: Mapping[str, ScenarioService], count: int) -> None:
+    """Return once the services (sharing one `asked` event) have answered `count` requests
+    in all; at once when there are none to ask."""
+    if not services:
+        return
+    event = next(iter(services.values())).asked
+    while sum(len(s.requests) for s in services.values()) < count:
+        event.clear()
+        await event.wait()
 
 
 async def _record(request: Request) -> RecordedRequest:

@@ -16,7 +16,7 @@ from eval.harness import ModelResults, Plan, evaluate
 from eval.policies import reference_policy
 from eval.probes import oracle, reckless, timid
 from eval.report import why
-from eval.runner import ModelTarget, PolicyFactory, logs_into
+from eval.runner import ModelTarget, PolicyFactory, logs_into, run_scenario
 from eval.scenario import Scenario, load_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +102,25 @@ async def test_the_reference_policy_runs_every_scenario_within_a_minute(
     for run in result.runs:
         assert (tmp_path / "scripted-reference" / run.report).is_file()
         assert (tmp_path / "scripted-reference" / run.transcript).is_file()
+
+
+async def test_a_notification_during_the_run_reaches_the_agent(tmp_path: Path) -> None:
+    """`during_run`: the platform's resolve, sent once the services answered a request, is
+    told to the agent at its next turn, and the occurrence's timeline shows it."""
+    [scenario] = [s for s in scenarios() if s.during_run]
+    record = await run_scenario(
+        scenario,
+        model=ModelTarget("probe", KEY, policy=lambda _scenario: reference_policy),
+        prompt=PROMPT,
+        workdir=tmp_path,
+    )
+    [transcript] = record.transcripts
+    told = [
+        message["content"]
+        for turn in transcript["turns"]
+        for message in turn["request"]["messages"]
+        if message["role"] == "user"
+    ]
+    assert any("reports this incident as resolved" in text for text in told)
+    [detail] = record.details
+    assert "resolved_upstream" in [entry["status"] for entry in detail["timeline"]]
