@@ -118,7 +118,7 @@ def sre_policy(messages: list[dict[str, Any]]) -> Step:
     """The next answer for this conversation (a FakeLLM `policy`)."""
     conversation = read_conversation(messages)
     step = _decide(conversation)
-    return _with_usage(step, messages)
+    return with_usage(step, messages)
 
 
 def _decide(c: Conversation) -> Step:
@@ -299,8 +299,9 @@ def _final_answer(c: Conversation) -> str:
 # -- usage ---------------------------------------------------------------------------------
 
 
-def _with_usage(step: Step, messages: list[dict[str, Any]]) -> Step:
-    """Plausible token counts (about four characters per token)."""
+def with_usage(step: Step, messages: list[dict[str, Any]]) -> Step:
+    """`step` with plausible token counts for a scripted answer (about four characters per
+    token)."""
     prompt_chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages)
     answer_chars = len(step.text or "") + sum(len(json.dumps(c.arguments)) for c in step.calls)
     return Step(

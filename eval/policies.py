@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from demo.scripted_llm import Conversation, Observation, read_conversation
+from demo.scripted_llm import Conversation, Observation, read_conversation, with_usage
 from demo.simulators.llm import Call, Step, say, tools
 
 LABEL = "scripted reference policy (no LLM_API_KEY): these numbers measure the harness, not a model"
@@ -121,15 +121,3 @@ def _evidence(c: Conversation) -> list[str]:
 def _short(value: Any, limit: int = 600) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def with_usage(step: Step, messages: list[dict[str, Any]]) -> Step:
-    """Plausible token counts for a scripted answer (about four characters per token)."""
-    prompt_chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages)
-    answer_chars = len(step.text or "") + sum(len(json.dumps(c.arguments)) for c in step.calls)
-    return Step(
-        calls=step.calls,
-        text=step.text,
-        prompt_tokens=prompt_chars // 4,
-        completion_tokens=answer_chars // 4 + 12,
-    )
