@@ -131,7 +131,12 @@ async def get_transcript(
     record = _occurrence(runtime, incident_id, occurrence)
     transcript = record.transcript
     if transcript is None:
-        raise ClientError(404, "not_found", f"no run transcript for {_named(record)}")
+        why = (
+            "is no longer kept (only the last 100 finished occurrences keep theirs)"
+            if record.turns
+            else "does not exist: it had no agent run"
+        )
+        raise ClientError(404, "not_found", f"the run transcript of {_named(record)} {why}")
 
     def render() -> str:
         view = transcript.view(

@@ -343,3 +343,18 @@ def walk(intake: Intake, limit: int) -> list[str]:
         seen += [r.incident_id for r in page]
         if after is None:
             return seen
+
+
+async def test_a_transcript_no_longer_kept_is_a_404_saying_so(api: Api) -> None:
+    """Only the last 100 finished occurrences keep their transcript; an older run's is gone,
+    and the 404 says so rather than that there was no run."""
+    api.runner.auto = True
+    api.runner.on_start = lambda record: setattr(record, "turns", 1)
+    for n in range(101):
+        api.submit(alert(n))
+    await api.intake.wait_idle()
+    oldest = await api.client.get("/alerts/generic:0/transcript")
+    assert oldest.status_code == 404
+    assert "no longer kept" in oldest.json()["detail"]
+    detail = (await api.client.get("/alerts/generic:0")).json()
+    assert (detail["occurrence"], detail["status"]) == (1, "resolved")
