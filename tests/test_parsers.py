@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from config import ServiceEntry
 from intake.parsers import Ignored, PayloadError, parse_webhook
 from models import Alert, AlertState, Priority, Provider
+from tools.redact import Redactor
 
 DATA = Path(__file__).parent / "data"
 FOLDERS = {Provider.CLOUDWATCH: "cloudwatch_sns"}
@@ -345,7 +346,6 @@ def test_small_raw_payload_is_kept_as_received() -> None:
         (DD, {"title": "t", "aggreg_key": "a" * 300}, ["aggreg_key"]),
         (DD, {"title": "t", "monitor_id": "1", "scopes": "host:" + "a" * 300}, ["scopes"]),
         (NR, {"id": "a" * 300}, ["id"]),
-        (NR, {"incident_id": "a" * 300, "current_state": "test"}, ["incident_id"]),
         (AM, {"alerts": [{}, {"fingerprint": "a" * 300}]}, ["alerts", 1, "fingerprint"]),
         (GF, {"ruleId": "a" * 300, "state": "alerting", "evalMatches": []}, ["ruleId"]),
         (CW, {"AlarmName": "a" * 300, "NewStateValue": "ALARM"}, ["AlarmName"]),
@@ -359,6 +359,12 @@ def test_incident_id_over_256_chars_is_a_payload_error_naming_its_field(
     with pytest.raises(PayloadError) as caught:
         parse(provider, body)
     assert caught.value.errors[0]["loc"] == loc
+
+
+def test_a_test_notification_with_a_long_id_is_still_ignored_not_refused() -> None:
+    [item] = parse(NR, {"incident_id": "a" * 300, "current_state": "test"})
+    assert isinstance(item, Ignored)
+    assert len(item.incident_id) <= 256
 
 
 def test_incident_id_of_exactly_256_chars_is_kept() -> None:
@@ -477,3 +483,21 @@ def _parse_or_error(provider: Provider, body: object) -> list[Alert | Ignored] |
         return parse(provider, body)
     except PayloadError as exc:
         return exc
+
+
+def test_a_secret_in_a_huge_raw_payload_is_redacted_from_its_preview() -> None:
+    body = load(GCP, "uptime-check-open-v1.2.json")
+    secret = "hunter2-correct-horse-battery"
+    body["incident"]["db_password"] = secret
+    body["incident"]["documentation"] = {"content": "x" * 20_000}
+    [alert] = parse_webhook(
+        GCP,
+        body,
+        registry=REGISTRY,
+        body_size=len(json.dumps(body)),
+        redactor=Redactor([]),
+    )
+    assert isinstance(alert, Alert)
+    assert alert.raw["truncated"] is True
+    assert "db_password" in alert.raw["preview"]
+    assert secret not in alert.raw["preview"]
