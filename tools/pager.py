@@ -200,9 +200,13 @@ class Pager:
         future = self._future("trigger", storm.key)
         storm.waiting.append(future)
         if not storm.flushing:
-            storm.flushing = True
-            self._put(_Job(self._storm_sender(storm), [], self._clock() + DELIVERY_SECONDS))
+            self._flush(storm)
         return future
+
+    def _flush(self, storm: _Storm) -> None:
+        """Queue the sending of the storm's trigger (its waiting escalations with it)."""
+        storm.flushing = True
+        self._put(_Job(self._storm_sender(storm), [], self._clock() + DELIVERY_SECONDS))
 
     def _storm_sender(self, storm: _Storm) -> Send:
         async def send(deadline: float) -> EscalationResult:
@@ -210,14 +214,21 @@ class Pager:
             waiting, storm.waiting = storm.waiting, []
             event = self._storm_event(storm)
             trace_id = f"storm-{len(storm.incidents)}"
-            result = await self._client.send_trigger(event, trace_id=trace_id, deadline=deadline)
+            try:
+                result = await self._client.send_trigger(
+                    event, trace_id=trace_id, deadline=deadline
+                )
+            except Exception as exc:  # the client returns failures; this is a bug
+                # Its futures are this sender's, not the job's: settle them here, and keep
+                # the storm flushing, or every later escalation would join a storm never sent.
+                logger.exception("PagerDuty storm sender failed")
+                result = _undelivered("trigger", storm.key, f"sender error: {type(exc).__name__}")
             storm.sent_at = self._clock()
             for future in waiting:
                 self._settle(future, result)
             storm.flushing = False
             if storm.waiting:  # more arrived while this one was being sent
-                storm.flushing = True
-                self._put(_Job(self._storm_sender(storm), [], self._clock() + DELIVERY_SECONDS))
+                self._flush(storm)
             return result
 
         return send
