@@ -91,8 +91,8 @@ class History:
     def retire(self, record: AlertRecord) -> None:
         """`record` is neither open nor recent: remember it packed, now or, while an ending
         is under way (it reads the run), when that is done (`retire` again). One whose
-        earlier occurrence is still a record (its ending still under way) stays a record
-        until that one is packed."""
+        earlier occurrence is still a record (its ending still under way) is packed right
+        after that one (`_relink`)."""
         record.retired = True
         closing = record.closing
         if (closing is not None and not closing.done()) or type(record.previous) is AlertRecord:
@@ -160,6 +160,8 @@ class History:
         for holder in reversed(above):
             if isinstance(holder, AlertRecord):
                 holder.previous = new
+                if holder.retired and new is not None:  # it waited for this one: pack it too
+                    self.retire(holder)
                 return
             new = (*holder[:PACKED_PREVIOUS], new, *holder[PACKED_PREVIOUS + 1 :])
         if new is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from intake.history import RECENT_SIZE, History
 from intake.records import MAX_OCCURRENCES, AlertRecord
 from models import Alert, AlertStatus, Provider
@@ -158,3 +160,20 @@ def test_prune_passes_over_open_occurrences() -> None:
     assert history.prune(100.0) == 1
     assert history.latest("generic:open") is running
     assert len(history) == 1
+
+
+async def test_an_occurrence_waiting_for_the_one_before_is_packed_right_after_it() -> None:
+    history = History(window_seconds=900)
+    first = record()
+    history.opened(first)
+    finish(history, first, 0.0)
+    first.closing = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    history.retire(first)  # its ending is under way: still a record
+    second = record(previous=first, seq=2)
+    history.opened(second)
+    finish(history, second, 1.0)
+    history.retire(second)  # waits for the first
+    assert type(history._latest["generic:a"]) is AlertRecord
+    first.closing = None  # its ending is done
+    history.retire(first)
+    assert type(history._latest["generic:a"]) is tuple
