@@ -106,15 +106,11 @@ class Finalizer:
 
     async def _report(self, record: AlertRecord, ctx: RunContext, name: str) -> None:
         reason = explain(record.reason)
-        report = ReportInput(
+        report = ReportInput.of(
+            ctx,
             outcome=record.status.value,
-            model_text=ctx.report_content or ctx.final_text,
-            escalations=ctx.escalations,
-            withheld=ctx.withheld,
-            shadow=ctx.shadow,
-            budget_exceeded=ctx.budget_exceeded,
-            notes=[reason] if reason else [],
             stop_reason=record.reason if record.turns else None,
+            notes=[reason] if reason else [],
         )
         await self._reports.write(record, report, name)
         observe_escalations(self._observer, ctx.escalations)

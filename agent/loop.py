@@ -124,10 +124,10 @@ class Agent:
             duration_s=self._clock() - started,
             tokens=record.tokens.total,
         )
+        ctx.final_text, ctx.budget_exceeded = end.final_text, end.budget_exceeded
         if end.stop_reason is not None and not triggered(ctx):
             # The runtime escalates: the finalizer pages (or, in shadow mode, lists the page
             # it withheld) and reports, outside this run's slot.
-            ctx.final_text, ctx.budget_exceeded = end.final_text, end.budget_exceeded
             record.handoff = True
             return AlertStatus.ESCALATED
         status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
@@ -319,15 +319,7 @@ class Agent:
     async def _report(
         self, record: AlertRecord, ctx: RunContext, end: RunEnd, status: AlertStatus
     ) -> None:
-        report = ReportInput(
-            outcome=status.value,
-            stop_reason=end.stop_reason,
-            model_text=ctx.report_content or end.final_text,
-            escalations=ctx.escalations,
-            withheld=ctx.withheld,
-            budget_exceeded=end.budget_exceeded,
-            shadow=ctx.shadow,
-        )
+        report = ReportInput.of(ctx, outcome=status.value, stop_reason=end.stop_reason)
         await self._reports.write(record, report, promised_report_name(ctx, datetime.now(UTC)))
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from intake import AlertRecord
-from tools import EscalationResult, Redactor, default_report_name, write_report
+from tools import EscalationResult, Redactor, RunContext, default_report_name, write_report
 from tools.reports import capped
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,28 @@ class ReportInput:
     budget_exceeded: bool = False
     shadow: bool = False
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        ctx: RunContext,
+        *,
+        outcome: str,
+        stop_reason: str | None = None,
+        notes: Sequence[str] = (),
+    ) -> ReportInput:
+        """What a run's context says: the model's report (else its last words), the pages
+        made or withheld, whether the token budget ran out."""
+        return cls(
+            outcome=outcome,
+            stop_reason=stop_reason,
+            model_text=ctx.report_content or ctx.final_text,
+            escalations=ctx.escalations,
+            withheld=ctx.withheld,
+            budget_exceeded=ctx.budget_exceeded,
+            shadow=ctx.shadow,
+            notes=list(notes),
+        )
 
 
 def render(record: AlertRecord, report: ReportInput) -> str:

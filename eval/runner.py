@@ -196,13 +196,14 @@ async def _first(*waits: Coroutine[Any, Any, None]) -> None:
     """Return when the first of `waits` is done (the others are cancelled and awaited): a
     later delivery is sent once its services were asked, or once the run is over if the
     agent never asked them."""
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    one_done = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(wait) for wait in waits]
+        for task in tasks:
+            task.add_done_callback(lambda _task: one_done.set())
+        await one_done.wait()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _deliver(client: httpx.AsyncClient, scenario: Scenario) -> list[str]:

@@ -96,7 +96,7 @@ def score(expect: Expectations, happened: Happened) -> Score:
 
 def is_write(action: str) -> bool:
     """A POST (or other non-GET request) to a service, or a scaling attempt."""
-    return action.startswith("scale ") or not action.startswith("GET ")
+    return not action.startswith("GET ")
 
 
 def facts_found(facts: Sequence[str], report: str) -> int:

@@ -122,7 +122,7 @@ class AlertRecord:
         previous: AlertRecord | None = None,
     ) -> None:
         self._alert: Alert | None = alert
-        self._lean: tuple[Any, ...] = ()  # the alert's fields, once retired (`lighten`)
+        self._lean: tuple[Any, ...] = ()  # the alert's fields, when revived from a `Past`
         self.started_at: datetime | None = alert.started_at  # when the episode began
         self.trace_id = trace_id
         self.enqueued_at = enqueued_at
@@ -174,7 +174,7 @@ class AlertRecord:
 
     @property
     def alert(self) -> Alert:
-        """The normalized alert (without its raw payload once the record was lightened)."""
+        """The normalized alert (without its raw payload when revived from a `Past`)."""
         alert = self._alert
         if alert is None:
             provider, state, summary, url, labels = self._lean
@@ -334,6 +334,7 @@ class AlertRecord:
     def detail(self, latest: AlertRecord | None = None) -> AlertDetail:
         """This occurrence in full; `occurrences` lists the incident's from `latest` (this
         one when not given) back."""
+        spent = self._tokens or Tokens()
         return AlertDetail(
             incident_id=self.incident_id,
             occurrence=self.occurrence,
@@ -346,10 +347,8 @@ class AlertRecord:
                 TimelineEntry(at=s.at, status=TimelineStatus(s.status), note=s.note)
                 for s in self.timeline
             ],
-            tool_calls=list(self.tool_calls),
-            tokens=TokenUsage(
-                input=self.tokens.input, output=self.tokens.output, total=self.tokens.total
-            ),
+            tool_calls=list(self._tool_calls or ()),
+            tokens=TokenUsage(input=spent.input, output=spent.output, total=spent.total),
             outcome=self.outcome,
             report_file=self.report_file,
             paged_as=self.paged_as,

@@ -159,7 +159,8 @@ async def get_alert(
     timeline, tool calls, tokens, outcome and report file, and every remembered occurrence
     of the incident."""
     record = _occurrence(runtime, incident_id, occurrence)
-    return record.detail(runtime.intake.get(incident_id))
+    latest = record if occurrence is None else runtime.intake.get(incident_id)
+    return record.detail(latest)
 
 
 def _occurrence(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:

@@ -34,12 +34,17 @@ class ClientError(Exception):
         error: str,
         detail: Any = None,
         headers: dict[str, str] | None = None,
+        *,
+        refusal: bool = False,
     ) -> None:
+        """`refusal`: a 5xx the runtime answers by choice (draining), not a failure: it is
+        not counted as an error."""
         super().__init__(error)
         self.status = status
         self.error = error
         self.detail = detail
         self.headers = headers
+        self.refusal = refusal
 
 
 def error_body(error: str, detail: Any = None) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
 
 async def _client_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
-    if exc.status >= 500:  # a refusal we chose (draining), not a failure: not counted as one
+    if exc.refusal:
         request.state.refused = True
     return JSONResponse(
         error_body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers

@@ -251,14 +251,14 @@ def _checks(settings: Settings) -> dict[str, Callable[[Runtime], Awaitable[str |
 @router.get("/config", response_model=ConfigResponse)
 async def get_config(runtime: RuntimeDep) -> ConfigResponse:
     """The effective configuration; secrets appear only as "configured" / "not set"."""
-    return sanitized_config(runtime.settings)
+    return sanitized_config(runtime.settings, runtime.redactor)
 
 
-def sanitized_config(settings: Settings) -> ConfigResponse:
-    """Every setting, with secrets reduced to whether they are set and URLs to no userinfo."""
+def sanitized_config(settings: Settings, redactor: Redactor) -> ConfigResponse:
+    """Every setting, with secrets reduced to whether they are set and URLs to no userinfo
+    (`redactor`: the runtime's, built once from the same secrets)."""
     plain: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
-    redactor = Redactor(settings.secret_values())
     for name, field in type(settings).model_fields.items():
         value = getattr(settings, name)
         if name in ("service_registry", "scaling_limits"):
@@ -350,7 +350,7 @@ def _dependency(
 @router.get("/errors", response_model=ErrorsResponse)
 async def get_errors(runtime: RuntimeDep) -> ErrorsResponse:
     """Recent errors by kind: count, last message (secrets redacted), last seen."""
-    redactor = Redactor(runtime.settings.secret_values())
+    redactor = runtime.redactor
     entries = [
         ErrorEntry(**{**e, "last_message": redactor.redact(e["last_message"])})
         for e in runtime.state.errors()

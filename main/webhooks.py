@@ -128,7 +128,11 @@ def _header_tokens(header: str | None) -> list[str]:
 
 def _draining() -> ClientError:
     return ClientError(
-        503, "draining", "not accepting alerts now", headers={"Retry-After": RETRY_AFTER_SECONDS}
+        503,
+        "draining",
+        "not accepting alerts now",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        refusal=True,
     )
 
 

@@ -7,10 +7,7 @@ while none are shipped.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-
-import pytest
 
 from eval.harness import ModelResults, Plan, evaluate
 from eval.policies import reference_policy
@@ -21,15 +18,14 @@ from eval.scenario import Scenario, load_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "eval" / "scenarios"
-DATA = Path(__file__).parent / "data" / "eval"
 PROMPT = ROOT / "WINDSURF_SRE.md"
 KEY = "sk-eval-test-0123456789abcdef"
 
 
 def scenarios() -> list[Scenario]:
-    folder = SHIPPED if any(SHIPPED.glob("*/scenario.yaml")) else DATA
-    loaded = load_scenarios(folder)
+    loaded = load_scenarios(SHIPPED)
     assert loaded.invalid == [], [i.error for i in loaded.invalid]
+    assert len(loaded.scenarios) >= 20  # CONTRACT §10: at least 20 shipped
     return loaded.scenarios
 
 
@@ -89,16 +85,13 @@ async def test_timid_fails_every_fixable_scenario_on_its_decision(tmp_path: Path
         assert run.score.false_page, run.scenario
 
 
-async def test_the_reference_policy_runs_every_scenario_within_a_minute(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_the_reference_policy_runs_every_scenario_and_keeps_its_files(
+    tmp_path: Path,
 ) -> None:
-    started = time.perf_counter()
+    """(How long it takes is measured by `python -m eval` and stated in the README.)"""
     result = await run_all(
         lambda _s: reference_policy, tmp_path, concurrency=1, name="scripted-reference"
     )
-    time.perf_counter() - started
-    with capsys.disabled():
-        pass
     for run in result.runs:
         assert (tmp_path / "scripted-reference" / run.report).is_file()
         assert (tmp_path / "scripted-reference" / run.transcript).is_file()

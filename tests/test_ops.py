@@ -79,7 +79,7 @@ async def open_harness(settings: Settings) -> AsyncIterator[Harness]:
                 pager=pagerduty,  # type: ignore[arg-type]
                 reports=None,  # not used by /ops/*
                 cloud=NotConfiguredCloud(),
-                redactor=Redactor(()),
+                redactor=Redactor(settings.secret_values()),
             )
             yield
 
