@@ -199,3 +199,29 @@ async def test_a_429_pauses_every_sender_for_its_retry_after(
         gate.pause(5)  # as if another 429 had just arrived
         assert (await second.trigger(Escalation(alert=make_alert(), summary="b", trace_id="t"))).ok
     assert time.sleeps == [7.0, 5.0]  # so did the other sender before its first attempt
+
+
+async def test_a_storm_whose_sending_raises_fails_its_escalations_and_the_next_goes_out(
+    make_pager: PagerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pager = make_pager(max_per_minute=1)
+    client = pager._client
+    send = client.send_trigger
+    raised = False
+
+    async def once_broken(event: dict[str, Any], **kwargs: Any) -> Any:
+        nonlocal raised
+        if event["dedup_key"].startswith("storm:") and not raised:
+            raised = True
+            raise RuntimeError("a bug in the client")
+        return await send(event, **kwargs)
+
+    monkeypatch.setattr(client, "send_trigger", once_broken)
+    async with pager:
+        pager.hurry()  # storm updates without their spacing
+        first = await escalate_all(pager, ids(3))  # one page, then a storm of two
+        later = await escalate_all(pager, ["alertmanager:after"])
+    assert [r.ok for r in first] == [True, False, False]
+    assert "sender error: RuntimeError" in (first[1].error or "")
+    assert [r.ok for r in later] == [True]  # the storm is sent again, not stuck
+    assert later[0].dedup_key.startswith("storm:")
