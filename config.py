@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -94,6 +94,7 @@ def check_http_url(value: str) -> str:
 
 
 HttpBaseUrl = Annotated[str, AfterValidator(check_http_url)]
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 
 
 def _split_entries(raw: str) -> list[str]:
@@ -219,7 +220,10 @@ class Settings(BaseSettings):
     max_tokens_per_hour: NonNegativeInt = 0
     agent_max_turns: PositiveInt = 20
     agent_timeout_seconds: PositiveFloat = 300
-    agent_mode: Annotated[Literal["live", "shadow"], LowerCase] = "live"
+    agent_mode: Annotated[Literal["live", "shadow", "approve"], LowerCase] = "live"
+    approval_timeout_seconds: PositiveFloat = 900
+    public_url: HttpBaseUrl | None = None
+    console_identity_header: str | None = None
     tool_output_max_chars: Annotated[int, Field(ge=200)] = 8000
     max_tool_calls_per_turn: PositiveInt = 16
     pagerduty_max_events_per_minute: PositiveInt = 60
@@ -251,10 +255,23 @@ class Settings(BaseSettings):
         "gcp_project_id",
         "aws_region",
         "aws_ecs_cluster",
+        "console_identity_header",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("console_identity_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.fullmatch(value):
+            raise ValueError("must be an HTTP header name, e.g. X-Goog-Authenticated-User-Email")
+        return value
 
     @field_validator(
         "llm_api_key", "pagerduty_api_token", "pagerduty_routing_key", "ops_auth_token"
@@ -342,6 +359,17 @@ class Settings(BaseSettings):
     @property
     def shadow(self) -> bool:
         return self.agent_mode == "shadow"
+
+    @property
+    def approve(self) -> bool:
+        return self.agent_mode == "approve"
+
+    def console_url(self, incident_id: str) -> str | None:
+        """The incident's console page under PUBLIC_URL (None without it), for links in
+        PagerDuty events and reports."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url.rstrip('/')}/console/alerts/{quote(incident_id, safe='')}"
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction. Never log the result."""

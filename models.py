@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,7 @@ class AlertStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # running, with a proposed write awaiting a human
     RESOLVED = "resolved"
     ESCALATED = "escalated"
     EXPIRED = "expired"
@@ -61,7 +62,10 @@ class AlertStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self not in (AlertStatus.QUEUED, AlertStatus.RUNNING)
+        return self not in _OPEN
+
+
+_OPEN = (AlertStatus.QUEUED, AlertStatus.RUNNING, AlertStatus.AWAITING_APPROVAL)
 
 
 class TimelineStatus(StrEnum):
@@ -69,11 +73,15 @@ class TimelineStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # a write was proposed (note: its approval id)
     RESOLVED = "resolved"
     ESCALATED = "escalated"
     EXPIRED = "expired"
     DEDUPLICATED = "deduplicated"
     IGNORED = "ignored"
+    APPROVED = "approved"  # a human approved a proposed write (note: who, which)
+    DENIED = "denied"
+    APPROVAL_EXPIRED = "approval_expired"  # no decision within APPROVAL_TIMEOUT_SECONDS
     RESOLVED_UPSTREAM = "resolved_upstream"  # the platform resolved it after the run
     STILL_FIRING = "still_firing"  # still firing RESOLVE_GRACE_SECONDS after the agent's fix
 
@@ -273,6 +281,51 @@ class OccurrenceSummary(BaseModel):
     report_file: str | None = None
 
 
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+class Approval(BaseModel):
+    """A remediation write the agent proposed in `AGENT_MODE=approve` (CONTRACT §9)."""
+
+    approval_id: str
+    incident_id: str
+    occurrence: int
+    tool: str = Field(description="`call_ops_endpoint` (a POST) or `scale_service`.")
+    arguments: dict[str, Any] = Field(description="The call as the model made it, redacted.")
+    reason: str | None = Field(default=None, description="Why the agent wants it.")
+    requested_at: datetime
+    expires_at: datetime
+    status: ApprovalStatus
+    decided_by: str | None = Field(
+        default=None,
+        description="The `CONSOLE_IDENTITY_HEADER` user, else `token`; `runtime` when it expired.",
+    )
+    decided_at: datetime | None = None
+    note: str | None = None
+    result: str | None = Field(
+        default=None, description="Approved: what became of the write once sent."
+    )
+
+
+class ApprovalDecision(BaseModel):
+    """Body of `POST /alerts/{incident_id}/approvals/{approval_id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "deny"]
+    note: str = Field(default="", max_length=2000, description="Shown to the agent and kept.")
+
+
+class ApprovalList(BaseModel):
+    """Body of `GET /approvals`: every pending approval, oldest first."""
+
+    approvals: list[Approval]
+
+
 class AlertDetail(BaseModel):
     """Body of `GET /alerts/{incident_id}`: one occurrence (the latest unless asked)."""
 
@@ -294,8 +347,9 @@ class AlertDetail(BaseModel):
         "`storm:<first incident id>` when it was coalesced into an alert storm (§6); null "
         "when not paged.",
     )
-    approvals: list[Any] = Field(
-        default_factory=list, description="Proposed writes awaiting or given a human decision."
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description="The writes this occurrence proposed in approve mode, with their decisions.",
     )
     occurrences: list[OccurrenceSummary] = Field(
         default_factory=list,

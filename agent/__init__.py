@@ -1,8 +1,21 @@
 """The agent: the LLM loop that diagnoses an alert, and how every incident ends in a report."""
 
+from agent.approvals import ApprovalClosed, ApprovalDesk, UnknownApproval
 from agent.finalize import Finalizer
 from agent.llm import LLM, LLMError
-from agent.loop import Agent, RunEnd
+from agent.loop import Agent, Approvals, RunEnd
 from agent.report import ReportInput, ReportWriter
 
-__all__ = ["LLM", "Agent", "Finalizer", "LLMError", "ReportInput", "ReportWriter", "RunEnd"]
+__all__ = [
+    "LLM",
+    "Agent",
+    "ApprovalClosed",
+    "ApprovalDesk",
+    "Approvals",
+    "Finalizer",
+    "LLMError",
+    "ReportInput",
+    "ReportWriter",
+    "RunEnd",
+    "UnknownApproval",
+]

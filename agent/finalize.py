@@ -56,6 +56,8 @@ REASONS = {
     "timeout": "The run reached AGENT_TIMEOUT_SECONDS before the agent concluded.",
     "max_turns": "The run reached AGENT_MAX_TURNS before the agent concluded.",
     "token_budget": "The run reached MAX_TOKENS_PER_INCIDENT before the agent concluded.",
+    "approval_expired": "A remediation the agent proposed got no human decision within "
+    "APPROVAL_TIMEOUT_SECONDS, and the agent did not escalate, so the runtime did.",
 }
 
 
@@ -111,6 +113,7 @@ class Finalizer:
             outcome=record.status.value,
             stop_reason=record.reason if record.turns else None,
             notes=[reason] if reason else [],
+            console_url=self._settings.console_url(record.incident_id),
         )
         await self._reports.write(record, report, name)
         observe_escalations(self._observer, ctx.escalations)

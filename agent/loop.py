@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from agent import prompt
+from agent.approvals import ApprovalDesk, RunApprovals
 from agent.completion import Completion, Message, ToolCall, Unreadable
 from agent.llm import LLM, LLMError
 from agent.report import ReportInput, ReportWriter
@@ -33,6 +34,7 @@ from state import DEP_LLM, DEP_PAGERDUTY
 from telemetry import SPAN_AGENT_TURN
 from tools import (
     EscalationResult,
+    Pager,
     Redactor,
     RunContext,
     ToolExecutor,
@@ -77,6 +79,15 @@ class NoRunObserver:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class Approvals:
+    """What approve mode needs: the runtime's approval desk, and the pager for the
+    "Approval needed" pages."""
+
+    desk: ApprovalDesk
+    pager: Pager
+
+
 @dataclass(slots=True)
 class RunEnd:
     """How a conversation ended. `stop_reason` is None when the model concluded."""
@@ -99,8 +110,11 @@ class Agent:
         redactor: Redactor,
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        approvals: Approvals | None = None,
     ) -> None:
+        """`approvals`: the desk and pager of approve mode (None: writes are not held)."""
         self._llm = llm
+        self._approvals = approvals
         self._tools = tools
         self._reports = reports
         self._settings = settings
@@ -117,7 +131,12 @@ class Agent:
         )
         record.run = ctx  # a shutdown cut-off still reports what was found
         record.transcript = transcript = Transcript(model=self._settings.llm_model)
-        end = await self._converse(record, ctx, transcript)
+        approvals = self._approver(record, ctx)
+        try:
+            end = await self._converse(record, ctx, transcript)
+        finally:
+            if approvals is not None:
+                approvals.close()
         record.reason = end.stop_reason or record.reason
         self._observer.record_run(
             ok=end.stop_reason is None,
@@ -125,15 +144,35 @@ class Agent:
             tokens=record.tokens.total,
         )
         ctx.final_text, ctx.budget_exceeded = end.final_text, end.budget_exceeded
+        if approvals is not None and approvals.expired and not triggered(ctx):
+            record.reason = end.stop_reason or "approval_expired"
+            record.handoff = True  # a proposed fix went without a decision: a human must look
+            return AlertStatus.ESCALATED
         if end.stop_reason is not None and not triggered(ctx):
             # The runtime escalates: the finalizer pages (or, in shadow mode, lists the page
             # it withheld) and reports, outside this run's slot.
             record.handoff = True
             return AlertStatus.ESCALATED
         status = AlertStatus.ESCALATED if triggered(ctx) else AlertStatus.RESOLVED
+        if approvals is not None and status is AlertStatus.RESOLVED:
+            await approvals.resolve_page()
         await self._report(record, ctx, end, status)
         observe_escalations(self._observer, ctx.escalations)
         return status
+
+    def _approver(self, record: AlertRecord, ctx: RunContext) -> RunApprovals | None:
+        """Approve mode: the run's approvals, its tools' way to make a remediation write."""
+        if self._approvals is None or not self._settings.approve:
+            return None
+        ctx.approver = approvals = RunApprovals(
+            self._approvals.desk,
+            record,
+            pager=self._approvals.pager,
+            redactor=self._redactor,
+            console_url=self._settings.console_url(record.incident_id),
+            report_file=lambda: promised_report_name(ctx, datetime.now(UTC)),
+        )
+        return approvals
 
     # -- the conversation ------------------------------------------------------------------
 
@@ -144,7 +183,9 @@ class Agent:
         messages = transcript.messages  # the conversation: only ever appended to
         messages += self._opening(record, nonce)
         try:
-            async with asyncio.timeout(self._settings.agent_timeout_seconds):
+            async with asyncio.timeout(self._settings.agent_timeout_seconds) as scope:
+                if isinstance(ctx.approver, RunApprovals):
+                    ctx.approver.attach(ctx, scope)
                 return await self._turns(record, ctx, transcript, nonce)
         except TimeoutError:
             return RunEnd("timeout", _last_text(messages))
@@ -319,7 +360,12 @@ class Agent:
     async def _report(
         self, record: AlertRecord, ctx: RunContext, end: RunEnd, status: AlertStatus
     ) -> None:
-        report = ReportInput.of(ctx, outcome=status.value, stop_reason=end.stop_reason)
+        report = ReportInput.of(
+            ctx,
+            outcome=status.value,
+            stop_reason=end.stop_reason,
+            console_url=self._settings.console_url(record.incident_id),
+        )
         await self._reports.write(record, report, promised_report_name(ctx, datetime.now(UTC)))
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from intake import AlertRecord
+from models import Approval
 from tools import EscalationResult, Redactor, RunContext, default_report_name, write_report
 from tools.reports import capped
 
@@ -39,6 +40,9 @@ class ReportInput:
     budget_exceeded: bool = False
     shadow: bool = False
     notes: list[str] = field(default_factory=list)
+    approvals: Sequence[Approval] | None = None  # approve mode: the proposed writes
+    approval_pages: Sequence[EscalationResult] = ()  # "Approval needed" pages and resolves
+    console_url: str | None = None  # the incident's console page (PUBLIC_URL)
 
     @classmethod
     def of(
@@ -48,9 +52,11 @@ class ReportInput:
         outcome: str,
         stop_reason: str | None = None,
         notes: Sequence[str] = (),
+        console_url: str | None = None,
     ) -> ReportInput:
         """What a run's context says: the model's report (else its last words), the pages
-        made or withheld, whether the token budget ran out."""
+        made or withheld, whether the token budget ran out, the approvals asked for."""
+        approver = ctx.approver
         return cls(
             outcome=outcome,
             stop_reason=stop_reason,
@@ -60,6 +66,9 @@ class ReportInput:
             budget_exceeded=ctx.budget_exceeded,
             shadow=ctx.shadow,
             notes=list(notes),
+            approvals=None if approver is None else approver.views(),
+            approval_pages=() if approver is None else approver.pages(),
+            console_url=console_url,
         )
 
 
@@ -67,12 +76,13 @@ def render(record: AlertRecord, report: ReportInput) -> str:
     parts = [
         _failures(report.escalations),
         report.model_text.strip() if report.model_text else _fallback_title(record, report),
-        _alert_section(record),
+        _alert_section(record, report),
         _outcome_section(record, report),
         _escalation_section(report.escalations, report.shadow),
         _timeline_section(record, report.outcome),
         _tool_section(record),
         _withheld_section(report) if report.shadow else "",
+        _approvals_section(report) if report.approvals is not None else "",
         _token_section(record, report.budget_exceeded),
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -104,7 +114,7 @@ def _fallback_title(record: AlertRecord, report: ReportInput) -> str:
     return "\n".join(lines)
 
 
-def _alert_section(record: AlertRecord) -> str:
+def _alert_section(record: AlertRecord, report: ReportInput) -> str:
     alert = record.alert
     rows = [
         ("Incident", alert.incident_id),
@@ -118,6 +128,8 @@ def _alert_section(record: AlertRecord) -> str:
         ("Trace ID", record.trace_id),
         ("Repeat notifications", str(record.repeats)),
     ]
+    if report.console_url:
+        rows.append(("Console", report.console_url))
     return "## Alert\n" + "\n".join(f"- **{k}:** {v}" for k, v in rows)
 
 
@@ -173,6 +185,36 @@ def _tool_section(record: AlertRecord) -> str:
 def _withheld_section(report: ReportInput) -> str:
     lines = [f"- {line}" for line in report.withheld] or ["- Nothing: no write was attempted."]
     return "## Would Have Done\n" + "\n".join(lines)
+
+
+def _approvals_section(report: ReportInput) -> str:
+    approvals = report.approvals or ()
+    if not approvals:
+        return "## Approvals\nNo remediation write was proposed."
+    rows = [
+        "| approval | proposed | reason | decision | by | at | note | result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in approvals:
+        at = a.decided_at.strftime("%Y-%m-%dT%H:%M:%SZ") if a.decided_at else "-"
+        cells = [
+            a.approval_id,
+            f"{a.tool} {_short(a.arguments)}",
+            a.reason or "-",
+            a.status.value,
+            a.decided_by or "-",
+            at,
+            a.note or "-",
+            a.result or "-",
+        ]
+        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    pages = [
+        f"- PagerDuty {p.action} `{p.dedup_key}` (approval page): "
+        + ("sent" if p.ok else f"FAILED ({p.error})")
+        for p in report.approval_pages
+    ]
+    section = "## Approvals\n" + "\n".join(rows)
+    return section + "\n\n" + "\n".join(pages) if pages else section
 
 
 def _token_section(record: AlertRecord, budget_exceeded: bool) -> str:

@@ -13,6 +13,7 @@ from models import (
     AlertDetail,
     AlertStatus,
     AlertSummary,
+    Approval,
     OccurrenceSummary,
     Priority,
     TimelineEntry,
@@ -318,13 +319,27 @@ class AlertRecord:
         notices, self._notices = self._notices, None
         return notices or []
 
+    @property
+    def shown_status(self) -> AlertStatus:
+        """The status operators see: `awaiting_approval` while a run waits for a human
+        decision (intake's rules see it `running`)."""
+        run = self.run
+        if (
+            self.status is AlertStatus.RUNNING
+            and run is not None
+            and run.approver is not None
+            and run.approver.waiting
+        ):
+            return AlertStatus.AWAITING_APPROVAL
+        return self.status
+
     def summary(self) -> AlertSummary:
         return AlertSummary(
             incident_id=self.incident_id,
             occurrence=self.occurrence,
             service=self.service,
             priority=self.priority,
-            status=self.status,
+            status=self.shown_status,
             summary=self.alert.summary,
             received_at=self.received_at,
             repeats=self.repeats,
@@ -340,7 +355,7 @@ class AlertRecord:
             occurrence=self.occurrence,
             service=self.service,
             priority=self.priority,
-            status=self.status,
+            status=self.shown_status,
             reason=self.reason,
             alert=self.alert,
             timeline=[
@@ -352,10 +367,16 @@ class AlertRecord:
             outcome=self.outcome,
             report_file=self.report_file,
             paged_as=self.paged_as,
+            approvals=self.approvals(),
             occurrences=[
                 occurrence_summary(r) for r in (latest or self, *(latest or self).earlier())
             ],
         )
+
+    def approvals(self) -> list[Approval]:
+        """The writes this occurrence's run proposed in approve mode."""
+        run = self.run
+        return [] if run is None or run.approver is None else run.approver.views()
 
 
 _REVIVED_NONE = ("_notices", "_tool_calls", "carrier", "run", "transcript", "closing")
@@ -417,7 +438,7 @@ def occurrence_summary(record: AlertRecord) -> OccurrenceSummary:
     return OccurrenceSummary(
         occurrence=record.occurrence,
         started_at=record.started_at,
-        status=record.status,
+        status=record.shown_status,
         outcome=record.outcome,
         report_file=record.report_file,
     )

@@ -19,12 +19,13 @@ import httpx
 import openai
 from fastapi import FastAPI
 
-from agent import LLM, Agent, Finalizer, ReportWriter
+from agent import LLM, Agent, ApprovalDesk, Approvals, Finalizer, ReportWriter
 from config import ConfigError, Settings, load_settings
 from intake import Intake, Limits
-from main import alerts, errors, ops, server, webhooks
+from main import alerts, approvals, errors, ops, server, webhooks
 from main.deps import Runtime
 from main.middleware import TraceMiddleware
+from main.session import Sessions
 from state import RuntimeState
 from telemetry import configure_logging, setup_telemetry
 from tools import Pager, PagerDutyClient, Redactor, ToolExecutor
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TraceMiddleware)
     errors.install(app)
     app.add_api_route("/health", health, methods=["GET"], tags=["health"])
-    for router in (webhooks.router, alerts.router, ops.router):
+    for router in (webhooks.router, approvals.router, alerts.router, ops.router):
         app.include_router(router)
     return app
 
@@ -137,6 +138,7 @@ def _build(
         max_per_minute=settings.pagerduty_max_events_per_minute,
     )
     reports = ReportWriter(directory=settings.incidents_dir, redactor=redactor, files=files)
+    approvals = ApprovalDesk(timeout_seconds=settings.approval_timeout_seconds)
     client = openai.AsyncOpenAI(
         base_url=settings.llm_api_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
@@ -157,6 +159,7 @@ def _build(
         settings=settings,
         redactor=redactor,
         observer=state,
+        approvals=Approvals(desk=approvals, pager=pager),
     )
     intake = Intake(
         runner=agent,
@@ -182,6 +185,8 @@ def _build(
         reports=reports,
         cloud=cloud,
         redactor=redactor,
+        approvals=approvals,
+        sessions=Sessions(settings),
     )
 
 

@@ -20,7 +20,7 @@ from models import ErrorResponse
 from telemetry import trace_id_var
 
 # auto_error=False: a missing or non-Bearer header must give our 401, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="`OPS_AUTH_TOKEN` as a Bearer token.")
+bearer = HTTPBearer(auto_error=False, description="`OPS_AUTH_TOKEN` as a Bearer token.")
 
 
 class Unauthorized(HTTPException):
@@ -44,7 +44,7 @@ def token_matches(presented: str | None, expected: SecretStr) -> bool:
 
 async def require_ops_token(
     runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """Dependency: pass only with `Authorization: Bearer <OPS_AUTH_TOKEN>`."""
     if credentials is None:

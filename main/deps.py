@@ -11,8 +11,9 @@ from fastapi import Depends, Request
 from config import Settings
 
 if TYPE_CHECKING:
-    from agent import ReportWriter
+    from agent import ApprovalDesk, ReportWriter
     from intake import Intake
+    from main.session import Sessions
     from state import RuntimeState
     from tools import CloudTools, Pager, Redactor
 
@@ -29,6 +30,8 @@ class Runtime:
     reports: ReportWriter
     cloud: CloudTools
     redactor: Redactor
+    approvals: ApprovalDesk
+    sessions: Sessions
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -11,10 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from agent import ApprovalDesk
 from config import Settings
 from demo.simulators.server import serve
 from main.deps import Runtime
 from main.ops import router
+from main.session import Sessions
 from state import RuntimeState
 from tests.conftest import SettingsFactory
 from tests.fakes.gcp import make_fake_gcp
@@ -49,6 +51,8 @@ async def ops_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
                 reports=None,  # type: ignore[arg-type]
                 cloud=cloud_tools_for(settings, http),
                 redactor=Redactor(()),
+                approvals=ApprovalDesk(timeout_seconds=900),
+                sessions=Sessions(settings),
             )
             yield
 

@@ -14,12 +14,14 @@ import pytest
 from fastapi import FastAPI
 
 import main.ops as ops
+from agent import ApprovalDesk
 from config import Settings
 from main import create_app
 from main.auth import Unauthorized, unauthorized_handler
 from main.deps import Runtime
 from main.errors import CLIENT_CLOSED_REQUEST
 from main.ops import router
+from main.session import Sessions
 from state import RuntimeState
 from telemetry import APP_LOGGERS
 from tests.conftest import TEST_SECRETS, SettingsFactory
@@ -80,6 +82,8 @@ async def open_harness(settings: Settings) -> AsyncIterator[Harness]:
                 reports=None,  # not used by /ops/*
                 cloud=NotConfiguredCloud(),
                 redactor=Redactor(settings.secret_values()),
+                approvals=ApprovalDesk(timeout_seconds=900),
+                sessions=Sessions(settings),
             )
             yield
 

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from models import Alert
+from models import Alert, Approval
 from tools.pagerduty import EscalationResult
+
+
+class Approver(Protocol):
+    """Approval mode (CONTRACT §9): a run's remediation writes wait for a human decision.
+    Implemented by `agent.approvals.RunApprovals`."""
+
+    async def send(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        reason: str | None,
+        write: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """Propose the write, wait for the decision, and make it (`write`, once) if it is
+        approved; a denial or expiry raises `Refused` with what the model should read."""
+        ...
+
+    @property
+    def waiting(self) -> bool:
+        """True while a proposal of this run awaits a decision."""
+        ...
+
+    def views(self) -> list[Approval]:
+        """Every proposal of the run, oldest first."""
+        ...
+
+    def pages(self) -> list[EscalationResult]:
+        """The "Approval needed" PagerDuty triggers sent so far."""
+        ...
 
 
 @dataclass(slots=True)
@@ -25,6 +56,7 @@ class RunContext:
     read_cache: dict[str, str] = field(default_factory=dict)
     final_text: str | None = None  # the model's last words, when a limit ended the run
     budget_exceeded: bool = False
+    approver: Approver | None = None  # approve mode: remediation writes go through it
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 A handler receives validated arguments, applies its guardrails, and returns a JSON-able
 dict or raises `ToolError`/`Refused`. Writes check `ctx.shadow` only after every guardrail
-passed, so shadow mode reports exactly the write a live run would have made.
+passed, so shadow mode reports exactly the write a live run would have made; in approve
+mode a remediation write (a POST to `/ops/*`, a scaling) that passed them goes to
+`ctx.approver`, which makes it only once a human approved it.
 """
 
 from __future__ import annotations
@@ -57,11 +59,21 @@ async def call_ops_endpoint(deps: ToolDeps, args: CallOpsArgs, ctx: RunContext) 
     if args.method == "POST" and ctx.shadow:
         sent = json.dumps(body or {}, ensure_ascii=False, sort_keys=True)
         return withhold(ctx, deps.redactor.redact(f"POST {entry.name} {path} {sent}"))
-    if args.method == "POST":
+    if args.method != "POST":
+        return await call_ops(
+            deps, entry, path=path, method="GET", body=None, trace_id=ctx.trace_id
+        )
+
+    async def post() -> JsonObject:
         logger.info("POST %s %s", entry.name, path)
-    return await call_ops(
-        deps, entry, path=path, method=args.method, body=body, trace_id=ctx.trace_id
-    )
+        return await call_ops(
+            deps, entry, path=path, method="POST", body=body, trace_id=ctx.trace_id
+        )
+
+    if ctx.approver is None:
+        return await post()
+    proposed = {"service": entry.name, "endpoint": path, "method": "POST", "body": body or {}}
+    return await ctx.approver.send("call_ops_endpoint", proposed, None, post)
 
 
 async def query_cloud_logs(deps: ToolDeps, args: QueryLogsArgs, ctx: RunContext) -> JsonObject:
@@ -100,16 +112,23 @@ async def scale_service(deps: ToolDeps, args: ScaleArgs, ctx: RunContext) -> Jso
         if ctx.shadow:
             line = f"scale {entry.name} to {args.replicas} replicas (reason: {args.reason})"
             return withhold(ctx, deps.redactor.redact(line))
-        logger.info("scaling %s to %d replicas: %s", entry.name, args.replicas, args.reason)
-        result = await call_ops(
-            deps,
-            entry,
-            path="/ops/scale",
-            method="POST",
-            body={"replicas": args.replicas},
-            trace_id=ctx.trace_id,
-        )
-        return {**result, "scaled": {"service": entry.name, "replicas": args.replicas}}
+
+        async def scale() -> JsonObject:
+            logger.info("scaling %s to %d replicas: %s", entry.name, args.replicas, args.reason)
+            result = await call_ops(
+                deps,
+                entry,
+                path="/ops/scale",
+                method="POST",
+                body={"replicas": args.replicas},
+                trace_id=ctx.trace_id,
+            )
+            return {**result, "scaled": {"service": entry.name, "replicas": args.replicas}}
+
+        if ctx.approver is None:
+            return await scale()
+        proposed = {"service": entry.name, "replicas": args.replicas, "reason": args.reason}
+        return await ctx.approver.send("scale_service", proposed, args.reason, scale)
 
 
 async def escalate_pagerduty(deps: ToolDeps, args: EscalateArgs, ctx: RunContext) -> JsonObject:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +68,7 @@ class Escalation:
     severity: str | None = None  # None or not a PagerDuty severity: from the alert
     details: str | None = None  # findings, free text
     report_file: str | None = None  # the report that will hold the findings
+    extra: Mapping[str, Any] | None = None  # more custom_details (an approval's proposed call)
 
 
 def severity_for(alert: Alert, critical: bool) -> str:
@@ -246,8 +247,12 @@ class PagerDutyClient:
                 "incident_id": alert.incident_id,
                 "priority": alert.priority.value,
                 "service": service,
+                **(escalation.extra or {}),
             },
         }
+        console = self._settings.console_url(alert.incident_id)
+        if console:
+            payload["custom_details"]["console_url"] = console
         if alert.started_at is not None:
             payload["timestamp"] = alert.started_at.isoformat()
         event: dict[str, Any] = {
@@ -256,8 +261,11 @@ class PagerDutyClient:
             "payload": payload,
             "client": CLIENT_NAME,
         }
-        if alert.url:
-            event["links"] = [{"href": alert.url, "text": "Alert source"}]
+        links = [{"href": alert.url, "text": "Alert source"}] if alert.url else []
+        if console:
+            links.append({"href": console, "text": "SRE agent console"})
+        if links:
+            event["links"] = links
         return event
 
     def severity(self, alert: Alert, requested: str | None) -> str:

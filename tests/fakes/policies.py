@@ -48,3 +48,19 @@ def status_then_conclude(holds: Mapping[str, asyncio.Event] | None = None) -> Po
 
 def _hold_for(incident_id: str, holds: Mapping[str, asyncio.Event]) -> asyncio.Event | None:
     return next((event for key, event in holds.items() if incident_id.startswith(key)), None)
+
+
+def propose_then_conclude(*writes: Call, report: str | None = None) -> Policy:
+    """Approve-mode runs: the first turn makes `writes` (each a proposed remediation), the
+    next writes `report` (when given), then the model concludes quoting the tool results
+    it read, so a test can see what the writes returned."""
+
+    def policy(messages: list[dict[str, Any]]) -> Step:
+        results = [str(m.get("content")) for m in messages if m.get("role") == "tool"]
+        if not results:
+            return tools(*writes)
+        if report is not None and not any('"written": true' in r for r in results):
+            return tools(Call("write_incident_report", {"content": report}))
+        return say("Concluded. Tool results: " + " | ".join(results))
+
+    return policy
