@@ -369,7 +369,7 @@ class Settings(BaseSettings):
         PagerDuty events and reports."""
         if self.public_url is None:
             return None
-        return f"{self.public_url.rstrip('/')}/console/alerts/{quote(incident_id, safe='')}"
+        return f"{self.public_url.rstrip('/')}/console/alerts/{quote(incident_id, safe=':@')}"
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction. Never log the result."""

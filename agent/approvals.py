@@ -273,7 +273,8 @@ class RunApprovals:
                 self._desk.expire(proposal, ENDED_NOTE)
                 self._decided(proposal)
         if proposal.status is ApprovalStatus.DENIED:
-            raise Refused(f"denied by {proposal.decided_by}: {proposal.note or 'no note'}")
+            note = self._redactor.redact(proposal.note or "no note")
+            raise Refused(f"denied by {proposal.decided_by}: {note}", redacted=True)
         if proposal.status is ApprovalStatus.EXPIRED:
             raise Refused(f"no decision within {self._desk.timeout_seconds:g} s")
         try:

@@ -33,6 +33,9 @@ locals {
     AGENT_MAX_TURNS                 = tostring(var.agent_max_turns)
     AGENT_TIMEOUT_SECONDS           = tostring(var.agent_timeout_seconds)
     AGENT_MODE                      = var.agent_mode
+    APPROVAL_TIMEOUT_SECONDS        = tostring(var.approval_timeout_seconds)
+    PUBLIC_URL                      = var.public_url
+    CONSOLE_IDENTITY_HEADER         = var.console_identity_header
     TOOL_OUTPUT_MAX_CHARS           = tostring(var.tool_output_max_chars)
     MAX_TOOL_CALLS_PER_TURN         = tostring(var.max_tool_calls_per_turn)
     PAGERDUTY_MAX_EVENTS_PER_MINUTE = tostring(var.pagerduty_max_events_per_minute)

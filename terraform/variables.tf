@@ -210,14 +210,32 @@ variable "agent_timeout_seconds" {
 }
 
 variable "agent_mode" {
-  description = "AGENT_MODE: live, or shadow (diagnose fully, withhold every write)."
+  description = "AGENT_MODE: live; shadow (diagnose fully, withhold every write); approve (every remediation write waits for a human decision)."
   type        = string
   default     = "live"
 
   validation {
-    condition     = contains(["live", "shadow"], var.agent_mode)
-    error_message = "agent_mode must be live or shadow."
+    condition     = contains(["live", "shadow", "approve"], var.agent_mode)
+    error_message = "agent_mode must be live, shadow or approve."
   }
+}
+
+variable "approval_timeout_seconds" {
+  description = "APPROVAL_TIMEOUT_SECONDS: in approve mode, how long a proposed write waits for a human decision."
+  type        = number
+  default     = 900
+}
+
+variable "public_url" {
+  description = "PUBLIC_URL: the runtime's external base URL, for console links in PagerDuty events and reports (empty: no links)."
+  type        = string
+  default     = ""
+}
+
+variable "console_identity_header" {
+  description = "CONSOLE_IDENTITY_HEADER: header an authenticating proxy (e.g. IAP: X-Goog-Authenticated-User-Email) sets to name the console user (empty: not named)."
+  type        = string
+  default     = ""
 }
 
 variable "tool_output_max_chars" {

@@ -35,6 +35,9 @@ def test_defaults_match_the_contract(settings: object) -> None:
         "agent_max_turns": 20,
         "agent_timeout_seconds": 300,
         "agent_mode": "live",
+        "approval_timeout_seconds": 900,
+        "public_url": None,
+        "console_identity_header": None,
         "tool_output_max_chars": 8000,
         "webhook_max_body_bytes": 1_048_576,
         "shutdown_grace_seconds": 30,
@@ -168,3 +171,29 @@ def test_word_values_are_read_in_any_case(make_settings: SettingsFactory) -> Non
     assert call.method == "POST"
     assert AcknowledgeArgs.model_validate({"action": "Resolve"}).action == "resolve"
     assert QueryLogsArgs.model_validate({"service": "api", "severity": "error"}).severity == "ERROR"
+
+
+def test_approve_mode_and_its_console_settings(make_settings: SettingsFactory) -> None:
+    settings = make_settings(
+        agent_mode="Approve",
+        approval_timeout_seconds="60",
+        public_url="https://sre.example.com/",
+        console_identity_header="X-Goog-Authenticated-User-Email",
+    )
+    assert settings.approve
+    assert not settings.shadow
+    assert settings.approval_timeout_seconds == 60
+    assert settings.console_url("am:x/y") == "https://sre.example.com/console/alerts/am:x%2Fy"
+    assert make_settings(public_url=" ").console_url("x") is None
+    with pytest.raises(ConfigError) as info:
+        make_settings(
+            public_url="sre.example.com",
+            console_identity_header="X-User: evil",
+            approval_timeout_seconds="0",
+        )
+    assert set(info.value.problems) == {
+        "PUBLIC_URL: must be an http:// or https:// URL",
+        "CONSOLE_IDENTITY_HEADER: must be an HTTP header name, e.g. "
+        "X-Goog-Authenticated-User-Email",
+        "APPROVAL_TIMEOUT_SECONDS: Input should be greater than 0",
+    }

@@ -32,15 +32,12 @@ SECRET_ENV = {
     "OPS_AUTH_TOKEN": "ops-auth-token",
     "PAGERDUTY_ROUTING_KEY": "pagerduty-routing-key",
 }
-# Contract variables of capabilities still open as issues (occurrences, PostgreSQL, approvals
-# and the console): each moves into CONTRACT_DEFAULTS with the change that builds it.
+# Contract variables of capabilities still open as issues (PostgreSQL durable state):
+# each moves into CONTRACT_DEFAULTS with the change that builds it.
 NOT_YET_BUILT = {
     "STATE_BACKEND",
     "DATABASE_URL",
     "RUN_LEASE_SECONDS",
-    "APPROVAL_TIMEOUT_SECONDS",
-    "PUBLIC_URL",
-    "CONSOLE_IDENTITY_HEADER",
 }
 CONTRACT_DEFAULTS: dict[str, str | None] = {
     "LLM_MODEL": "gpt-4o",
@@ -65,6 +62,9 @@ CONTRACT_DEFAULTS: dict[str, str | None] = {
     "AGENT_MAX_TURNS": "20",
     "AGENT_TIMEOUT_SECONDS": "300",
     "AGENT_MODE": "live",
+    "APPROVAL_TIMEOUT_SECONDS": "900",
+    "PUBLIC_URL": "",
+    "CONSOLE_IDENTITY_HEADER": "",
     "TOOL_OUTPUT_MAX_CHARS": "8000",
     "MAX_TOOL_CALLS_PER_TURN": "16",
     "PAGERDUTY_MAX_EVENTS_PER_MINUTE": "60",

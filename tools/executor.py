@@ -187,9 +187,12 @@ class ToolExecutor:
         return ToolOutcome(self._cut(full), ok=True, error=None, write=write), full
 
     def _failure(self, exc: ToolError, *, write: bool) -> tuple[ToolOutcome, str]:
-        message = self._redactor.redact(exc.message)
         details = {k: v for k, v in exc.details.items() if k != "error"}
-        full = self._redactor.redact(_dumps({"error": exc.message, **details}))
+        if exc.redacted and not details:
+            message, full = exc.message, _dumps({"error": exc.message})
+        else:
+            message = self._redactor.redact(exc.message)
+            full = self._redactor.redact(_dumps({"error": exc.message, **details}))
         return ToolOutcome(self._cut(full), ok=False, error=message, write=write), full
 
     def _error(self, message: str) -> ToolOutcome:
