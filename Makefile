@@ -47,7 +47,7 @@ run: venv
 	set -a; [ ! -f .env ] || . ./.env; set +a; $(BIN)/python -m main --host 127.0.0.1 --port $${PORT:-8080}
 
 demo: venv
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo $(ARGS)
 
 bench: venv
 	$(BIN)/python -m bench

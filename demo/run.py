@@ -4,16 +4,17 @@ Starts everything on free loopback ports in this process (the runtime under uvic
 two demo services, a local PagerDuty capture and, without an API key, the scripted LLM),
 fires one GCP alert per service, follows each incident as the agent works, prints its
 report, and stops everything again, also when cancelled (Ctrl-C).
+
+With `approve`, the runtime runs in `AGENT_MODE=approve`: each remediation write the agent
+proposes waits for a decision, made by the demo or by a person in the console
+(`demo.approvals`). With `keep`, everything stays up after the demo until `keep` returns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,22 +23,26 @@ import httpx
 
 from config import Settings, load_settings
 from demo import alerts
-from demo.console import Console, describe_call, ok_mark
+from demo.approvals import ApprovalWatch, ApproveMode, decision, not_as_planned, tally
+from demo.console import Console, describe_call
+from demo.incidents import IncidentResult, Session, incident
+from demo.runtime import logs_into, loopback_socket, runtime, saved_logging, url_of
 from demo.scripted_llm import LABEL as SCRIPTED_LABEL
 from demo.scripted_llm import paced, scripted_llm
 from demo.services import CheckoutService, PaymentsService
 from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
 from demo.simulators.server import serve
-from main import create_app
-from telemetry import json_handler
+
+__all__ = ["ApproveMode", "DemoResult", "IncidentResult", "run_demo"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / "demo" / ".run"
 DEFAULT_LLM_BASE_URL = "https://models.inference.ai.azure.com"
 DEFAULT_LLM_MODEL = "gpt-4o"
-POLL_SECONDS = 0.2
-INCIDENT_TIMEOUT_SECONDS = 240.0
-TERMINAL = {"resolved", "escalated", "expired", "deduplicated", "ignored"}
+APPROVAL_TIMEOUT_SECONDS = 300.0  # how long a proposed write waits for a decision
+
+# `keep(ready)`: calls `ready()` once it listens for the stop (Ctrl-C), returns at the stop
+Hold = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -52,21 +57,6 @@ class LLMChoice:
 
 
 @dataclass(slots=True)
-class IncidentResult:
-    """How one demo incident ended."""
-
-    incident_id: str
-    service: str
-    expected: str
-    status: str
-    outcome: str | None
-    tool_calls: list[dict[str, Any]]
-    tokens: int
-    report_file: Path | None
-    report: str
-
-
-@dataclass(slots=True)
 class DemoResult:
     llm_label: str
     scripted: bool
@@ -75,12 +65,19 @@ class DemoResult:
     pagerduty: FakePagerDuty
     incidents_dir: Path
     log_file: Path
+    approve: ApproveMode
+    console_url: str = ""  # the runtime's console, once it runs
     incidents: list[IncidentResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def approvals(self) -> list[dict[str, Any]]:
+        """Every write the agent proposed in approve mode, with its decision."""
+        return [a for i in self.incidents for a in i.approvals]
 
     def incident(self, service: str) -> IncidentResult:
         return next(i for i in self.incidents if i.service == service)
@@ -115,10 +112,14 @@ async def run_demo(
     llm_model: str | None = None,
     run_dir: Path = DEFAULT_RUN_DIR,
     think_seconds: float = 0.0,
+    approve: ApproveMode = ApproveMode.OFF,
+    keep: Hold | None = None,
 ) -> DemoResult:
     """Run the whole demo, printing to `out`; everything is stopped when it returns.
 
     `think_seconds` slows the scripted LLM's answers down to a pace a person can follow.
+    `approve` runs the runtime in approve mode, and says who decides (`ApproveMode`).
+    `keep`: once the demo is over, everything keeps running until `keep(ready)` returns.
     """
     console = Console(out)
     tokens = Tokens()
@@ -132,11 +133,12 @@ async def run_demo(
         pagerduty=pagerduty,
         incidents_dir=run_dir / "incidents",
         log_file=run_dir / "runtime.log",
+        approve=approve,
     )
-    _banner(console, llm)
+    _banner(console, llm, approve)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(_saved_logging())
-        to_log_file = stack.enter_context(_logs_into(result.log_file))
+        stack.enter_context(saved_logging())
+        to_log_file = stack.enter_context(logs_into(result.log_file))
         urls = {
             s.name: await stack.enter_async_context(serve(s.app()))
             for s in (result.checkout, result.payments)
@@ -145,12 +147,27 @@ async def run_demo(
         if llm.base_url is None:
             scripted = paced(scripted_llm().app(), think_seconds)
             llm.base_url = await stack.enter_async_context(serve(scripted))
-        settings = _settings(llm, tokens, urls, pd_url, result)
-        client = await stack.enter_async_context(_runtime(settings, to_log_file, tokens))
-        _started(console, urls, pd_url, llm, result, str(client.base_url))
+        sock = stack.enter_context(loopback_socket())
+        result.console_url = f"{url_of(sock)}/console"
+        settings = _settings(llm, tokens, urls, pd_url, result, public_url=url_of(sock))
+        client = await stack.enter_async_context(
+            runtime(settings, sock, to_log_file=to_log_file, ops_token=tokens.ops)
+        )
+        _started(console, urls, pd_url, llm, result, tokens, kept=keep is not None)
         await _scenarios(console, client, settings, result)
-    _summary(console, result)
+        _summary(console, result)
+        if keep is not None:
+            await keep(lambda: _kept(console, result))
     return result
+
+
+def _kept(console: Console, result: DemoResult) -> None:
+    console.line()
+    console.line(
+        f"Everything is still running; the console is at {result.console_url}. "
+        "Press Ctrl-C to stop.",
+        "bold",
+    )
 
 
 def _settings(
@@ -159,6 +176,8 @@ def _settings(
     urls: dict[str, str],
     pd_url: str,
     result: DemoResult,
+    *,
+    public_url: str,
 ) -> Settings:
     """Everything by keyword, so the caller's environment cannot change the demo."""
     return load_settings(
@@ -177,7 +196,9 @@ def _settings(
         scaling_limits="checkout|2|6|application",
         sre_prompt_path=ROOT / "WINDSURF_SRE.md",
         incidents_dir=result.incidents_dir,
-        agent_mode="live",
+        agent_mode="live" if result.approve is ApproveMode.OFF else "approve",
+        approval_timeout_seconds=APPROVAL_TIMEOUT_SECONDS,
+        public_url=public_url,
         cloud_provider="none",
         agent_max_turns=12,
         agent_timeout_seconds=180,
@@ -187,141 +208,42 @@ def _settings(
     )
 
 
-@contextlib.asynccontextmanager
-async def _runtime(
-    settings: Settings, to_log_file: Callable[[], None], tokens: Tokens
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app under uvicorn; yields a client of its API."""
-    app = create_app(settings)  # configures JSON logging on stdout...
-    to_log_file()  # ...which goes to the log file instead
-    async with serve(app) as base_url:
-        headers = {"Authorization": f"Bearer {tokens.ops}"}
-        async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
-            yield client
-
-
-@contextlib.contextmanager
-def _saved_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-@contextlib.contextmanager
-def _logs_into(path: Path) -> Iterator[Callable[[], None]]:
-    """Send every log line to `path` now, and again whenever the returned function is called
-    (after something else reconfigured logging)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as stream:
-
-        def redirect() -> None:
-            logging.getLogger().handlers[:] = [json_handler(stream)]
-
-        redirect()
-        try:
-            yield redirect
-        finally:
-            logging.getLogger().handlers[:] = []
-
-
 # -- the two incidents ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Session:
-    """What each incident of the demo needs."""
-
-    console: Console
-    client: httpx.AsyncClient
-    webhook_token: str
-    incidents_dir: Path
 
 
 async def _scenarios(
     console: Console, client: httpx.AsyncClient, settings: Settings, result: DemoResult
 ) -> None:
     token = settings.webhook_token.get_secret_value()
-    session = Session(console, client, token, settings.incidents_dir)
+    watch_approvals = ApprovalWatch(
+        console,
+        client,
+        result.approve,
+        console_link=lambda incident_id: settings.console_url(incident_id) or "",
+        timeout_seconds=settings.approval_timeout_seconds,
+    )
+    session = Session(console, client, token, settings.incidents_dir, watch_approvals)
     checkout = alerts.checkout_latency(result.checkout.p99_ms)
     payments = alerts.payments_errors(0.92)
     for number, (watch, expected) in enumerate(((checkout, "resolved"), (payments, "escalated"))):
         console.heading(f"Incident {number + 1}: {watch.service} — {watch.policy}")
-        incident = await _incident(session, watch, expected)
-        result.incidents.append(incident)
-        _judge(console, result, incident)
+        ended = await incident(session, watch, expected)
+        result.incidents.append(ended)
+        _judge(console, result, ended)
     _pagerduty_events(console, result.pagerduty)
 
 
-async def _incident(session: Session, watch: alerts.Threshold, expected: str) -> IncidentResult:
-    console = session.console
-    payload = alerts.gcp_incident(watch, incident_id=alerts.new_incident_id())
-    console.line(f"POST /webhook/gcp  (GCP Cloud Monitoring, schema 1.2, service {watch.service})")
-    console.line(f"  summary: {payload['incident']['summary']}", "dim")
-    response = await session.client.post(
-        "/webhook/gcp", params={"auth_token": session.webhook_token}, json=payload
-    )
-    console.line(f"  -> {response.status_code} {json.dumps(response.json())}")
-    response.raise_for_status()
-    incident_id = response.json()["alerts"][0]["incident_id"]
-    console.line()
-    console.line("The agent is working (polling GET /alerts/{id} every 0.2 s):", "bold")
-    detail = await _follow(session, incident_id)
-    return await _finish(session, detail, expected)
-
-
-async def _follow(session: Session, incident_id: str) -> dict[str, Any]:
-    """Print status changes and each new tool call until the incident has its report."""
-    seen, status = 0, ""
-    async with asyncio.timeout(INCIDENT_TIMEOUT_SECONDS):
-        while True:
-            detail = (await session.client.get(f"/alerts/{incident_id}")).json()
-            for call in detail["tool_calls"][seen:]:
-                _print_call(session.console, call)
-            seen = len(detail["tool_calls"])
-            if detail["status"] != status:
-                status = detail["status"]
-                session.console.line(f"  [{status}]", "yellow")
-            if status in TERMINAL and detail["report_file"]:
-                return detail
-            await asyncio.sleep(POLL_SECONDS)
-
-
-def _print_call(console: Console, call: dict[str, Any]) -> None:
-    summary = describe_call(call["name"], call["arguments"])
-    mark = ok_mark(console, call["ok"])
-    error = f"  ({call['error']})" if call.get("error") else ""
-    console.line(
-        f"  turn {call['turn']:>2}  {call['name']:<22} {summary:<44} {mark} "
-        f"{call['duration_ms']:>6.0f} ms{error}"
-    )
-
-
-async def _finish(session: Session, detail: dict[str, Any], expected: str) -> IncidentResult:
-    incident_id = detail["incident_id"]
-    report = (await session.client.get(f"/alerts/{incident_id}/report")).text
-    path = session.incidents_dir / detail["report_file"]
-    session.console.line()
-    session.console.line(f"Incident report ({incident_id}):", "bold")
-    session.console.block(report)
-    session.console.line(f"Report file: {path}")
-    return IncidentResult(
-        incident_id=incident_id,
-        service=detail["service"],
-        expected=expected,
-        status=detail["status"],
-        outcome=detail["outcome"],
-        tool_calls=detail["tool_calls"],
-        tokens=detail["tokens"]["total"],
-        report_file=path,
-        report=report,
-    )
-
-
 def _judge(console: Console, result: DemoResult, incident: IncidentResult) -> None:
+    if withheld := not_as_planned(incident.approvals):  # a person's call, not a failure
+        what = "; ".join(
+            f"{describe_call(a['tool'], a['arguments'])} ({decision(a)})" for a in withheld
+        )
+        console.line(
+            f"Outcome: {incident.status} — not sent: {what}. "
+            f"(With the write approved, the demo expects {incident.expected}.)",
+            "yellow",
+        )
+        return
     if incident.status == incident.expected:
         console.line(f"Outcome: {incident.status} (as expected)", "green")
         return
@@ -342,16 +264,26 @@ def _pagerduty_events(console: Console, pagerduty: FakePagerDuty) -> None:
         payload = body.get("payload", {})
         console.line(f"event_action: {body.get('event_action')}")
         console.line(f"  dedup_key:  {body.get('dedup_key')}")
-        console.line(f"  severity:   {payload.get('severity')}")
-        console.line(f"  summary:    {payload.get('summary')}")
+        for name in ("severity", "summary"):  # a trigger's; an acknowledge or resolve has none
+            if name in payload:
+                console.line(f"  {name + ':':<11} {payload[name]}")
 
 
 # -- before and after ----------------------------------------------------------------------
 
+_MODES = {
+    ApproveMode.OFF: "live: the agent's remediation writes are sent at once "
+    "(--approve: each one waits for a decision)",
+    ApproveMode.AUTO: "approve: each remediation write waits for a decision; "
+    "the demo approves it through the API (--auto-approve, or no terminal)",
+    ApproveMode.CONSOLE: "approve: each remediation write waits for YOUR decision in the console",
+}
 
-def _banner(console: Console, llm: LLMChoice) -> None:
+
+def _banner(console: Console, llm: LLMChoice, approve: ApproveMode) -> None:
     console.line("SRE Agent Runtime — demo", "bold")
     console.line(f"LLM: {llm.label}", "yellow" if llm.scripted else "green")
+    console.line(f"Mode: {_MODES[approve]}")
 
 
 def _started(
@@ -360,11 +292,13 @@ def _started(
     pd_url: str,
     llm: LLMChoice,
     result: DemoResult,
-    runtime_url: str,
+    tokens: Tokens,
+    *,
+    kept: bool,
 ) -> None:
     console.heading("Started (all on loopback, in this process)")
     rows = [
-        ("runtime", runtime_url, "uvicorn main:create_app(settings)"),
+        ("runtime", result.console_url.removesuffix("/console"), "uvicorn main:create_app"),
         ("checkout", urls["checkout"], "demo service: leaking DB connection pool"),
         ("payments", urls["payments"], "demo service: its database is down"),
         ("pagerduty", pd_url, "local capture server (nothing leaves this machine)"),
@@ -373,26 +307,48 @@ def _started(
         rows.append(("llm", str(llm.base_url), "scripted local OpenAI-compatible server"))
     console.table(("component", "url", "what"), rows)
     console.line()
+    # The ops token is made for this run only and dies with it: printing it is safe, and
+    # it is what the console's sign-in page asks for.
+    console.line(
+        f"Console: {result.console_url}  (sign in with the token: {tokens.ops})", "bold", "green"
+    )
+    if not kept:
+        console.line(
+            "  (the demo stops everything at the end: add --keep to look around afterwards)", "dim"
+        )
     console.line(f"Runtime logs (JSON lines) go to {result.log_file}", "dim")
 
 
 def _summary(console: Console, result: DemoResult) -> None:
     console.heading("Summary")
+    approve = result.approve is not ApproveMode.OFF
     rows = [
         (
             i.incident_id,
             i.service,
             i.status,
             str(len(i.tool_calls)),
+            *([_approvals_cell(i.approvals)] if approve else []),
             str(i.tokens),
             i.report_file.name if i.report_file else "-",
         )
         for i in result.incidents
     ]
-    console.table(("incident", "service", "outcome", "tool calls", "tokens", "report file"), rows)
+    header = ("incident", "service", "outcome", "tool calls", "approvals", "tokens", "report file")
+    console.table([h for h in header if approve or h != "approvals"], rows)
     console.line()
+    if approve:
+        console.line(f"Approvals: {tally(result.approvals)}", "bold")
+        for approval in result.approvals:
+            what = describe_call(approval["tool"], approval["arguments"])
+            console.line(f"  {approval['approval_id']}  {what}: {decision(approval)}")
+        console.line()
     console.line("Where the files are:", "bold")
     console.line(f"  incident reports: {result.incidents_dir}/")
     console.line(f"  runtime log:      {result.log_file}")
     for problem in result.problems:
         console.line(f"PROBLEM: {problem}", "red")
+
+
+def _approvals_cell(approvals: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted(a["status"] for a in approvals)) or "-"
