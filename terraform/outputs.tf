@@ -12,3 +12,8 @@ output "service_account_email" {
   description = "The runtime's dedicated service account."
   value       = google_service_account.runtime.email
 }
+
+output "database_connection_name" {
+  description = "With enable_database: the Cloud SQL instance connection name (project:region:instance), the socket under /cloudsql in DATABASE_URL. Otherwise null."
+  value       = one(google_sql_database_instance.state[*].connection_name)
+}

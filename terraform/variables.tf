@@ -1,6 +1,7 @@
-# Inputs. Deployment settings first, then one variable per CONTRACT §2 setting with the
-# contract's default. The four secrets are not variables: their values live only in Secret
-# Manager (deploy.sh stores them) and reach the container through secret_key_ref.
+# Inputs. Deployment settings first, then the optional database, then one variable per
+# CONTRACT §2 setting with the contract's default. The secrets are not variables: their values
+# live only in Secret Manager (deploy.sh stores them) and reach the container through
+# secret_key_ref. STATE_BACKEND follows enable_database.
 
 # --- deployment ---------------------------------------------------------------------------
 
@@ -48,8 +49,19 @@ variable "min_instance_count" {
   default     = 1
 
   validation {
-    condition     = var.min_instance_count == 0 || var.min_instance_count == 1
-    error_message = "min_instance_count must be 0 or 1: the service runs at most one instance."
+    condition     = var.min_instance_count >= 0 && floor(var.min_instance_count) == var.min_instance_count
+    error_message = "min_instance_count must be a whole number >= 0 (and at most max_instances)."
+  }
+}
+
+variable "max_instances" {
+  description = "Most instances Cloud Run may run. Above 1 only with enable_database: the state in memory holds for one process only."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.max_instances >= 1 && floor(var.max_instances) == var.max_instances
+    error_message = "max_instances must be a whole number >= 1."
   }
 }
 
@@ -81,6 +93,42 @@ variable "deletion_protection" {
   description = "Refuse `terraform destroy` of the Cloud Run service while true."
   type        = bool
   default     = false
+}
+
+# --- durable state (CONTRACT §8) -----------------------------------------------------------
+
+variable "enable_database" {
+  description = "Create a Cloud SQL for PostgreSQL database for the runtime's state (STATE_BACKEND=postgres, DATABASE_URL from the database-url secret) and allow max_instances > 1."
+  type        = bool
+  default     = false
+}
+
+variable "database_instance_name" {
+  description = "Cloud SQL instance name. Empty: <service_name>-db. A deleted name cannot be reused for about a week."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.database_instance_name == "" || can(regex("^[a-z]([-a-z0-9]{0,78}[a-z0-9])?$", var.database_instance_name))
+    error_message = "database_instance_name must be lowercase letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "database_tier" {
+  description = "Cloud SQL machine type (Enterprise edition). db-custom-1-3840 is 1 dedicated vCPU, 3.75 GB; db-g1-small is cheaper, shared-core and without SLA."
+  type        = string
+  default     = "db-custom-1-3840"
+}
+
+variable "database_availability_type" {
+  description = "ZONAL (one zone) or REGIONAL (a standby in a second zone with automatic failover, twice the cost)."
+  type        = string
+  default     = "ZONAL"
+
+  validation {
+    condition     = contains(["ZONAL", "REGIONAL"], var.database_availability_type)
+    error_message = "database_availability_type must be ZONAL or REGIONAL."
+  }
 }
 
 # --- CONTRACT §2 (non-secret settings) ------------------------------------------------------
@@ -266,6 +314,17 @@ variable "shutdown_grace_seconds" {
   description = "SHUTDOWN_GRACE_SECONDS: SIGTERM waits this long for active runs (Cloud Run allows 10 s after SIGTERM)."
   type        = number
   default     = 30
+}
+
+variable "run_lease_seconds" {
+  description = "RUN_LEASE_SECONDS: with the database, a run whose instance stopped renewing its lease this long is taken over by another instance."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.run_lease_seconds >= 1
+    error_message = "run_lease_seconds must be at least 1."
+  }
 }
 
 variable "cloud_provider" {

@@ -25,20 +25,15 @@ DEPLOY = ROOT / "deploy.sh"
 INPUTS = ROOT / "tests" / "data" / "deploy" / "inputs"
 CONTRACT_MD = ROOT.parent / "shared" / "CONTRACT.md"
 
-# CONTRACT §2: the four secrets, and every other variable with its default (None: required).
+# CONTRACT §2: the four secrets, the database's (only with enable_database / --database), and
+# every other variable with its default (None: required).
 SECRET_ENV = {
     "LLM_API_KEY": "llm-api-key",
     "PAGERDUTY_API_TOKEN": "pagerduty-api-token",
     "OPS_AUTH_TOKEN": "ops-auth-token",
     "PAGERDUTY_ROUTING_KEY": "pagerduty-routing-key",
 }
-# Contract variables of capabilities still open as issues (PostgreSQL durable state):
-# each moves into CONTRACT_DEFAULTS with the change that builds it.
-NOT_YET_BUILT = {
-    "STATE_BACKEND",
-    "DATABASE_URL",
-    "RUN_LEASE_SECONDS",
-}
+DATABASE_SECRET_ENV = {"DATABASE_URL": "database-url"}
 CONTRACT_DEFAULTS: dict[str, str | None] = {
     "LLM_MODEL": "gpt-4o",
     "LLM_API_BASE_URL": "https://models.inference.ai.azure.com",
@@ -76,6 +71,8 @@ CONTRACT_DEFAULTS: dict[str, str | None] = {
     "GCP_LOGGING_URL": "https://logging.googleapis.com",
     "GCP_MONITORING_URL": "https://monitoring.googleapis.com",
     "LOG_LEVEL": "INFO",
+    "STATE_BACKEND": "memory",
+    "RUN_LEASE_SECONDS": "30",
 }
 # Distinctive values, so a leak is found wherever it lands.
 SECRET_VALUES = {
@@ -85,6 +82,7 @@ SECRET_VALUES = {
 }
 TARGET = "checkout-api"
 SERVICE = f"sre-agent-{TARGET}"
+INSTANCE = f"{SERVICE}-db"
 
 
 def infra_tool(name: str) -> str:
@@ -225,18 +223,35 @@ def container(tf: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def env_entries(tf: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Env name -> value, or the secret_key_ref block for secret-sourced entries."""
+    """Env name -> value, or the secret_key_ref block for secret-sourced entries.
+
+    A dynamic env iterates either a local map of plain values, or a conditional list of one
+    secret id for one secret env var: its secret_key_ref then carries that `for_each`.
+    """
     box = container(tf)
     entries: dict[str, Any] = {}
     for env in box.get("env", []):
         source = env.get("value_source")
         entries[env["name"]] = source[0]["secret_key_ref"][0] if source else env.get("value")
     for dynamic in box.get("dynamic", []):
-        if "env" in dynamic:
-            local = re.fullmatch(r"\$\{local\.(\w+)\}", dynamic["env"]["for_each"])
-            assert local, "dynamic env must iterate a local map"
+        if "env" not in dynamic:
+            continue
+        for_each = dynamic["env"]["for_each"]
+        local = re.fullmatch(r"\$\{local\.(\w+)\}", for_each)
+        if local:
             entries.update(locals_(tf)[local.group(1)])
+            continue
+        (content,) = dynamic["env"]["content"]
+        ref = content["value_source"][0]["secret_key_ref"][0]
+        entries[content["name"]] = {**ref, "for_each": for_each}
     return entries
+
+
+def when_database(expression: str) -> str:
+    """The value of `var.enable_database ? X : Y` (as parsed) with the database on: X."""
+    match = re.fullmatch(r"\$\{var\.enable_database \? (.+) : (.+)\}", expression)
+    assert match, f"not conditional on var.enable_database: {expression}"
+    return match.group(1)
 
 
 def test_terraform_is_parsed_and_complete(tf: dict[str, dict[str, Any]]) -> None:
@@ -261,13 +276,18 @@ def test_every_var_used_is_declared_and_described(tf: dict[str, dict[str, Any]])
 
 def test_every_contract_variable_is_an_env_entry(tf: dict[str, dict[str, Any]]) -> None:
     entries = env_entries(tf)
-    assert set(CONTRACT_DEFAULTS) | set(SECRET_ENV) <= set(entries)
+    assert set(CONTRACT_DEFAULTS) | set(SECRET_ENV) | set(DATABASE_SECRET_ENV) <= set(entries)
 
 
 def test_contract_variables_keep_the_contract_defaults(tf: dict[str, dict[str, Any]]) -> None:
     entries, declared = env_entries(tf), variables(tf)
     for name, default in CONTRACT_DEFAULTS.items():
         if isinstance(entries[name], dict):  # secret-sourced (WEBHOOK_AUTH_TOKEN)
+            continue
+        choice = re.fullmatch(r'\$\{var\.(\w+) \? "([^"]*)" : "([^"]*)"\}', entries[name])
+        if choice:  # derived from a bool variable (STATE_BACKEND)
+            flag, if_true, if_false = choice.groups()
+            assert (if_true if declared[flag]["default"] else if_false) == default, name
             continue
         var = re.search(r"\bvar\.(\w+)", entries[name])
         assert var, f"{name} is not settable through a variable"
@@ -280,26 +300,43 @@ def test_contract_variables_keep_the_contract_defaults(tf: dict[str, dict[str, A
             assert text == default, name
 
 
-def test_secrets_are_the_four_and_exist(tf: dict[str, dict[str, Any]]) -> None:
+def test_secrets_are_named_and_exist(tf: dict[str, dict[str, Any]]) -> None:
     entries = env_entries(tf)
     refs = {name: ref for name, ref in entries.items() if isinstance(ref, dict)}
     data = resources(tf, "google_secret_manager_secret")
     secret_ids_by_env = {}
     for name, ref in refs.items():
         match = re.fullmatch(
-            r'\$\{(?:data\.)?google_secret_manager_secret\.(\w+)(?:\["([^"]+)"\])?\.(?:secret_)?id\}',
+            r"\$\{(?:data\.)?google_secret_manager_secret\.(\w+)"
+            r'(?:\[(?:"([^"]+)"|env\.value)\])?\.(?:secret_)?id\}',
             ref["secret"],
         )
         assert match, ref["secret"]
         source = data[match.group(1)]  # exists as a resource or data source
-        if match.group(2):
-            local = re.fullmatch(r"\$\{local\.(\w+)\}", source["for_each"]).group(1)
-            assert match.group(2) in re.findall(r'"([^"]+)"', str(locals_(tf)[local]))
-        secret_ids_by_env[name] = match.group(2) or source["secret_id"]
-    assert set(secret_ids_by_env.values()) == set(SECRET_ENV.values())
-    for name, secret in SECRET_ENV.items():
+        secret_id = match.group(2) or source["secret_id"]
+        if "for_each" in ref:  # a dynamic env: the id is its one element
+            (secret_id,) = re.findall(r'"([^"]+)"', when_database(ref["for_each"]))
+        local = re.fullmatch(r"\$\{local\.(\w+)\}", source.get("for_each", ""))
+        if local:
+            assert secret_id in re.findall(r'"([^"]+)"', str(locals_(tf)[local.group(1)]))
+        secret_ids_by_env[name] = secret_id
+    expected = SECRET_ENV | DATABASE_SECRET_ENV
+    assert set(secret_ids_by_env.values()) == set(expected.values())
+    for name, secret in expected.items():
         assert secret_ids_by_env[name] == secret
     assert secret_ids_by_env["WEBHOOK_AUTH_TOKEN"] == "ops-auth-token"
+
+
+def test_the_database_secret_is_read_only_with_the_database(
+    tf: dict[str, dict[str, Any]],
+) -> None:
+    secret_ids = locals_(tf)["secret_ids"]
+    always, _, optional = secret_ids.partition("var.enable_database")
+    assert set(re.findall(r'"([^"]+)"', always)) == set(SECRET_ENV.values())
+    assert re.match(r' \? \["database-url"\] : \[\]', optional), secret_ids
+    database_url = env_entries(tf)["DATABASE_URL"]
+    assert when_database(database_url["for_each"]) == '["database-url"]'
+    assert database_url["version"] == "latest"
 
 
 def test_secret_access_is_granted_per_secret_not_per_project(
@@ -309,14 +346,36 @@ def test_secret_access_is_granted_per_secret_not_per_project(
     assert grant["role"] == "roles/secretmanager.secretAccessor"
     project_grants = json.dumps(resources(tf, "google_project_iam_member"))
     project_roles = set(re.findall(r"roles/[\w.]+", json.dumps(locals_(tf)) + project_grants))
-    assert project_roles == {"roles/logging.viewer", "roles/monitoring.viewer"}
+    assert project_roles == {
+        "roles/logging.viewer",
+        "roles/monitoring.viewer",
+        "roles/cloudsql.client",
+    }
     assert not resources(tf, "google_project_iam_binding")
 
 
-def test_cloud_run_runs_one_always_on_instance(tf: dict[str, dict[str, Any]]) -> None:
+def test_cloudsql_client_is_granted_only_with_the_database_on_its_instance(
+    tf: dict[str, dict[str, Any]],
+) -> None:
+    grant = resources(tf, "google_project_iam_member")["cloudsql_client"]
+    assert grant["role"] == "roles/cloudsql.client"
+    assert when_database(grant["count"]) == "1"
+    assert grant["member"] == "serviceAccount:${google_service_account.runtime.email}"
+    (condition,) = grant["condition"]
+    assert 'resource.service == "sqladmin.googleapis.com"' in condition["expression"]
+    instance = "projects/${var.project_id}/instances/${local.database_instance_name}"
+    assert f'resource.name == "{instance}"' in condition["expression"]
+    assert resources(tf, "google_sql_database_instance")["state"]["name"] == (
+        "${local.database_instance_name}"
+    )
+
+
+def test_cloud_run_runs_one_always_on_instance_by_default(tf: dict[str, dict[str, Any]]) -> None:
     (service,) = resources(tf, "google_cloud_run_v2_service").values()
     (scaling,) = service["template"][0]["scaling"]
-    assert scaling["max_instance_count"] == 1
+    assert scaling["max_instance_count"] == "${var.max_instances}"
+    assert scaling["min_instance_count"] == "${var.min_instance_count}"
+    assert str(variables(tf)["max_instances"]["default"]) == "1"
     assert str(variables(tf)["min_instance_count"]["default"]) == "1"
     box = container(tf)
     assert box["resources"][0]["cpu_idle"] is False
@@ -324,6 +383,117 @@ def test_cloud_run_runs_one_always_on_instance(tf: dict[str, dict[str, Any]]) ->
         assert box[probe][0]["http_get"][0]["path"] == "/health"
     (invoker,) = resources(tf, "google_cloud_run_v2_service_iam_member").values()
     assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "allUsers")
+
+
+def preconditions(tf: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    (service,) = resources(tf, "google_cloud_run_v2_service").values()
+    (lifecycle,) = service["lifecycle"]
+    return lifecycle["precondition"]
+
+
+def test_several_instances_are_refused_without_the_database(
+    tf: dict[str, dict[str, Any]],
+) -> None:
+    conditions = {check["condition"]: check["error_message"] for check in preconditions(tf)}
+    message = conditions["${var.max_instances == 1 || var.enable_database}"]
+    assert "enable_database" in message
+    assert "${var.min_instance_count <= var.max_instances}" in conditions
+    assert variables(tf)["enable_database"]["default"] is False
+
+
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [
+        ({}, None),
+        ({"max_instances": "3"}, "needs enable_database = true"),
+        ({"max_instances": "3", "enable_database": "true"}, None),
+        ({"max_instances": "0", "enable_database": "true"}, "whole number >= 1"),
+        ({"min_instance_count": "2"}, "must not exceed max_instances"),
+        ({"min_instance_count": "2", "max_instances": "2", "enable_database": "true"}, None),
+    ],
+    ids=["default", "3-memory", "3-postgres", "0", "min-over-max", "2-warm-postgres"],
+)
+def test_terraform_plans_the_scaling_rules(
+    tf: dict[str, dict[str, Any]], tmp_path: Path, settings: dict[str, str], refused: str | None
+) -> None:
+    """variables.tf and the service's preconditions, planned by terraform with no provider."""
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not installed")
+    shutil.copy(TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+    checks = "".join(
+        "    precondition {\n"
+        f"      condition     = {check['condition'][2:-1]}\n"
+        f"      error_message = {json.dumps(check['error_message'])}\n"
+        "    }\n"
+        for check in preconditions(tf)
+    )
+    stub = f'resource "terraform_data" "service" {{\n  lifecycle {{\n{checks}  }}\n}}\n'
+    (tmp_path / "main.tf").write_text(stub)
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+    required = {"project_id": "p", "image": "i", "service_registry": "a|http://a|true"}
+    args = [f"-var={name}={value}" for name, value in (required | settings).items()]
+    tf_cmd = ["terraform", f"-chdir={tmp_path}"]
+    assert run([*tf_cmd, "init", "-input=false", "-no-color"], env=env).returncode == 0
+    result = run([*tf_cmd, "plan", "-input=false", "-no-color", *args], env=env)
+    if refused is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode != 0
+        assert refused in " ".join(result.stderr.split())
+
+
+def test_database_is_an_optional_protected_postgres_instance(
+    tf: dict[str, dict[str, Any]],
+) -> None:
+    instance = resources(tf, "google_sql_database_instance")["state"]
+    assert when_database(instance["count"]) == "1"
+    assert re.fullmatch(r"POSTGRES_1[56]", instance["database_version"])
+    assert instance["region"] == "${var.region}"
+    assert instance["deletion_protection"] is True
+    (settings,) = instance["settings"]
+    assert settings["tier"] == "${var.database_tier}"
+    assert settings["deletion_protection_enabled"] is True
+    (backup,) = settings["backup_configuration"]
+    assert backup["enabled"] is True
+    assert backup["point_in_time_recovery_enabled"] is True
+    (network,) = settings["ip_configuration"]
+    assert "authorized_networks" not in network
+    assert "dynamic" not in network
+    assert network["ssl_mode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    assert settings["connector_enforcement"] == "REQUIRED"
+    flags = {flag["name"]: flag["value"] for flag in settings["database_flags"]}
+    for flag in ("log_checkpoints", "log_connections", "log_disconnections", "log_lock_waits"):
+        assert flags[flag] == "on", flag
+    database = resources(tf, "google_sql_database")["state"]
+    assert database["name"] == "sre_agent"
+    assert when_database(database["count"]) == "1"
+    assert database["instance"] == "${google_sql_database_instance.state[0].name}"
+
+
+def test_with_the_database_the_service_gets_its_socket_and_state_backend(
+    tf: dict[str, dict[str, Any]],
+) -> None:
+    connections = locals_(tf)["database_connections"]
+    assert connections == "${google_sql_database_instance.state[*].connection_name}"
+    (service,) = resources(tf, "google_cloud_run_v2_service").values()
+    (template,) = service["template"]
+    (volumes,) = [d["volumes"] for d in template["dynamic"] if "volumes" in d]
+    assert volumes["for_each"] == "${local.database_connections}"
+    (volume,) = volumes["content"]
+    assert volume["name"] == "cloudsql"
+    assert volume["cloud_sql_instance"][0]["instances"] == ["${volumes.value}"]
+    (mounts,) = [d["volume_mounts"] for d in container(tf)["dynamic"] if "volume_mounts" in d]
+    assert mounts["for_each"] == "${local.database_connections}"
+    assert mounts["content"][0] == {"name": "cloudsql", "mount_path": "/cloudsql"}
+    entries = env_entries(tf)
+    assert when_database(entries["STATE_BACKEND"]) == '"postgres"'
+    assert entries["RUN_LEASE_SECONDS"] == "${tostring(var.run_lease_seconds)}"
+    assert isinstance(entries["DATABASE_URL"], dict), "DATABASE_URL comes from a secret"
+    for needed in ("cloudsql_client", "state"):
+        assert any(needed in dep for dep in service["depends_on"]), needed
+    outputs = {name: body for block in blocks(tf, "output") for name, body in block.items()}
+    connection = outputs["database_connection_name"]["value"]
+    assert connection == "${one(google_sql_database_instance.state[*].connection_name)}"
 
 
 def test_terraform_is_formatted() -> None:
@@ -334,15 +504,30 @@ def test_terraform_is_formatted() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_checkov_passes_with_only_documented_skips() -> None:
+INLINE_SKIP = re.compile(r"#\s*checkov:skip=(CKV\w+)(.*)$", flags=re.M)
+
+
+@pytest.mark.parametrize("database", [False, True], ids=["memory", "postgres"])
+def test_checkov_passes_with_only_documented_skips(tmp_path: Path, database: bool) -> None:
+    """Checkov evaluates `count`: the Cloud SQL resources are checked only when enabled."""
     config = (ROOT / ".checkov.yaml").read_text().splitlines()
     for index, line in enumerate(config):
         if re.match(r"\s*-\s*CKV", line):
             assert config[index - 1].strip().startswith("#"), f"no reason for {line.strip()}"
+    inline = [m for f in TERRAFORM.glob("*.tf") for m in INLINE_SKIP.finditer(f.read_text())]
+    assert {m.group(1) for m in inline} == {"CKV_GCP_60", "CKV_GCP_79"}
+    for match in inline:
+        assert re.match(r":\s*\S.{30,}", match.group(2)), f"no reason for {match.group(1)}"
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    result = run([infra_tool("checkov"), "--config-file", ".checkov.yaml"], cwd=ROOT, env=env)
+    cmd = [infra_tool("checkov"), "--config-file", ".checkov.yaml"]
+    if database:
+        (tmp_path / "db.tfvars").write_text("enable_database = true\nmax_instances = 3\n")
+        cmd += ["--var-file", str(tmp_path / "db.tfvars")]
+    result = run(cmd, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Failed checks: 0" in result.stdout
+    passed = int(re.search(r"Passed checks: (\d+)", result.stdout).group(1))
+    assert passed > (20 if database else 0), "the database's checks did not run"
 
 
 def test_contract_table_matches_this_test() -> None:
@@ -350,12 +535,13 @@ def test_contract_table_matches_this_test() -> None:
         pytest.skip("shared/CONTRACT.md is not beside the repository")
     section = CONTRACT_MD.read_text().split("## 2.")[1].split("## 3.")[0]
     names = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", section, flags=re.M))
-    assert names == set(CONTRACT_DEFAULTS) | set(SECRET_ENV) | NOT_YET_BUILT
+    assert names == set(CONTRACT_DEFAULTS) | set(SECRET_ENV) | set(DATABASE_SECRET_ENV)
 
 
 def test_env_example_documents_every_contract_variable() -> None:
     text = (ROOT / ".env.example").read_text()
-    for name in (*CONTRACT_DEFAULTS, *SECRET_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT"):
+    names = (*CONTRACT_DEFAULTS, *SECRET_ENV, *DATABASE_SECRET_ENV)
+    for name in (*names, "OTEL_EXPORTER_OTLP_ENDPOINT"):
         assert re.search(rf"^#? ?{name}=", text, flags=re.M), name
     assert re.search(r"^SRE_PROMPT_PATH=\./WINDSURF_SRE\.md$", text, flags=re.M)
     assert re.search(r"^INCIDENTS_DIR=\./incidents$", text, flags=re.M)
