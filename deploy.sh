@@ -6,8 +6,11 @@
 #   2. store the four secrets in Secret Manager (create if missing, else add a version)
 #   3. create the Artifact Registry repository if missing
 #   4. build and push the image with Cloud Build (`gcloud builds submit`: no local Docker)
-#   5. terraform init, select the target's workspace, apply
-#   6. verify /health and /ops/status, print the webhook URL
+#   5. terraform init, select the target's workspace
+#   6. with --database: apply the Cloud SQL instance alone, then give the SQL user the password
+#      stored in the database-url secret (generated the first time)
+#   7. terraform apply
+#   8. verify /health and /ops/status, print the webhook URL
 #
 # Secret values are only ever fed to gcloud on stdin: never in argv, never printed.
 set -euo pipefail
@@ -19,6 +22,11 @@ readonly SECRET_VARS=(LLM_API_KEY PAGERDUTY_API_TOKEN PAGERDUTY_ROUTING_KEY OPS_
 readonly REQUIRED_SECRET_VARS=(LLM_API_KEY PAGERDUTY_API_TOKEN PAGERDUTY_ROUTING_KEY)
 readonly APIS=(run.googleapis.com secretmanager.googleapis.com artifactregistry.googleapis.com
   cloudbuild.googleapis.com iam.googleapis.com logging.googleapis.com monitoring.googleapis.com)
+# --database: the Cloud SQL Admin API serves gcloud sql and Cloud Run's Cloud SQL connection.
+readonly DATABASE_API=sqladmin.googleapis.com
+# Names fixed by terraform/main.tf (the database, the secret) and by this script (the user).
+readonly DB_USER=sre_agent DB_NAME=sre_agent DB_SECRET=database-url
+readonly DB_TARGETS=(-target=google_sql_database_instance.state -target=google_sql_database.state)
 # Optional CONTRACT §2 settings passed through to Terraform when set. SRE_PROMPT_PATH and
 # INCIDENTS_DIR are left out on purpose: they are paths inside the image, and a local .env
 # points them at ./ paths that do not exist there.
@@ -26,7 +34,7 @@ readonly PASSTHROUGH_VARS=(LLM_MODEL LLM_API_BASE_URL PAGERDUTY_ESCALATION_POLIC
   PAGERDUTY_FROM_EMAIL PAGERDUTY_EVENTS_URL PAGERDUTY_API_URL SCALING_LIMITS
   MAX_CONCURRENT_ALERTS ALERT_QUEUE_TTL_SECONDS MAX_QUEUE_SIZE DEDUP_WINDOW_SECONDS RESOLVE_GRACE_SECONDS PAGERDUTY_AUTO_RESOLVE
   MAX_TOKENS_PER_INCIDENT MAX_TOKENS_PER_HOUR AGENT_MAX_TURNS AGENT_TIMEOUT_SECONDS AGENT_MODE
-  APPROVAL_TIMEOUT_SECONDS PUBLIC_URL CONSOLE_IDENTITY_HEADER
+  APPROVAL_TIMEOUT_SECONDS PUBLIC_URL CONSOLE_IDENTITY_HEADER RUN_LEASE_SECONDS
   TOOL_OUTPUT_MAX_CHARS MAX_TOOL_CALLS_PER_TURN PAGERDUTY_MAX_EVENTS_PER_MINUTE WEBHOOK_MAX_BODY_BYTES SHUTDOWN_GRACE_SECONDS OPS_TIMEOUT_SECONDS
   GCP_LOGGING_URL GCP_MONITORING_URL LOG_LEVEL)
 # Variables that <inputs-dir>/.env may set (anything else in it is ignored).
@@ -35,7 +43,8 @@ readonly ENV_FILE_VARS=("${SECRET_VARS[@]}" "${PASSTHROUGH_VARS[@]}" SERVICE_REG
 
 usage() {
   cat <<'EOF'
-Usage: ./deploy.sh <inputs-dir> --gcp-project PROJECT --service-url URL [--region REGION] [--dry-run]
+Usage: ./deploy.sh <inputs-dir> --gcp-project PROJECT --service-url URL [--region REGION]
+                   [--database [--max-instances N] [--rotate-database-password]] [--dry-run]
        ./deploy.sh --help
 
 Build the SRE Agent Runtime and deploy it to Cloud Run for the service named in
@@ -46,6 +55,13 @@ Options:
   --service-url URL base URL of the monitored service's /ops/* API (required); with the
                     scope.md name it forms SERVICE_REGISTRY unless SERVICE_REGISTRY is set
   --region R        Cloud Run / Artifact Registry region (default: $GCP_REGION or us-central1)
+  --database        keep the runtime's state in Cloud SQL for PostgreSQL (STATE_BACKEND=postgres):
+                    creates the instance <service>-db, the user sre_agent (password generated
+                    once, kept in the database-url secret) and allows several instances.
+                    Once used, keep passing it: the instance is protected from deletion.
+  --max-instances N most Cloud Run instances (default 1); above 1 only with --database
+  --rotate-database-password
+                    with --database: a new password for sre_agent and a new database-url version
   --dry-run         print every command (prefixed "+ ", secrets masked); run nothing
   -h, --help        show this help
 
@@ -76,6 +92,9 @@ warn() { printf 'deploy.sh: warning: %s\n' "$*" >&2; }
 # --- command execution ----------------------------------------------------------------------
 
 DRY_RUN=0
+DATABASE=0
+ROTATE_DB_PASSWORD=0
+MAX_INSTANCES=""
 
 quote_args() {
   local arg out=()
@@ -116,12 +135,14 @@ parse_args() {
     case $1 in
       -h | --help) usage; exit 0 ;;
       --dry-run) DRY_RUN=1 ;;
-      --gcp-project | --service-url | --region)
+      --database) DATABASE=1 ;;
+      --rotate-database-password) ROTATE_DB_PASSWORD=1 ;;
+      --gcp-project | --service-url | --region | --max-instances)
         (($# >= 2)) || die "$1 needs a value (see --help)"
         set_option "$1" "$2"
         shift
         ;;
-      --gcp-project=* | --service-url=* | --region=*) set_option "${1%%=*}" "${1#*=}" ;;
+      --gcp-project=* | --service-url=* | --region=* | --max-instances=*) set_option "${1%%=*}" "${1#*=}" ;;
       -*) die "unknown option: $1 (see --help)" ;;
       *)
         [[ -z $INPUTS_DIR ]] || die "unexpected argument: $1 (see --help)"
@@ -137,6 +158,7 @@ set_option() {
     --gcp-project) PROJECT=$2 ;;
     --service-url) SERVICE_URL=${2%/} ;;
     --region) REGION=$2 ;;
+    --max-instances) MAX_INSTANCES=$2 ;;
   esac
 }
 
@@ -228,6 +250,12 @@ check_inputs() {
   for name in "${REQUIRED_SECRET_VARS[@]}"; do
     [[ -n ${!name:-} ]] || problems+=("environment variable ${name} is not set")
   done
+  if [[ -n $MAX_INSTANCES && ! $MAX_INSTANCES =~ ^[1-9][0-9]*$ ]]; then
+    problems+=("--max-instances must be a whole number >= 1")
+  elif [[ -n $MAX_INSTANCES ]] && ((MAX_INSTANCES > 1 && !DATABASE)); then
+    problems+=("--max-instances ${MAX_INSTANCES} needs --database: with the state in memory each instance keeps its own queue, so dedup, one run per service and MAX_CONCURRENT_ALERTS would no longer hold")
+  fi
+  ((!ROTATE_DB_PASSWORD || DATABASE)) || problems+=("--rotate-database-password needs --database")
   if ((!DRY_RUN)); then
     for tool in gcloud terraform curl; do
       command -v "$tool" >/dev/null 2>&1 || problems+=("required tool not found on PATH: ${tool}")
@@ -281,6 +309,74 @@ ensure_secret() {
   fi
 }
 
+# database_url PASSWORD INSTANCE: the URL through Cloud Run's Cloud SQL socket (/cloudsql).
+# The password is hex (generate_token), so it needs no escaping in a URL or in YAML.
+database_url() {
+  printf 'postgresql://%s:%s@/%s?host=/cloudsql/%s:%s:%s' "$DB_USER" "$1" "$DB_NAME" "$PROJECT" "$REGION" "$2"
+}
+
+# ensure_database_credentials INSTANCE: afterwards the SQL user sre_agent exists and its
+# password is the one in the database-url secret. The password is generated once (or with
+# --rotate-database-password) and stored before the user gets it; otherwise it is read back
+# from the secret, so a re-run changes nothing and a run that stopped halfway is repaired.
+# gcloud sql users takes the password only as a flag: it goes in a --flags-file on stdin.
+ensure_database_credentials() {
+  local instance=$1 password url users stored=""
+  if ((DRY_RUN)); then
+    print_database_credentials "$instance"
+    return
+  fi
+  if gcloud secrets describe "$DB_SECRET" --project "$PROJECT" >/dev/null 2>&1; then
+    stored=$(gcloud secrets versions access latest --secret "$DB_SECRET" --project "$PROJECT") ||
+      warn "secret ${DB_SECRET} has no readable version: storing a new password"
+  fi
+  if [[ -n $stored ]] && ((!ROTATE_DB_PASSWORD)); then
+    [[ $stored =~ ^postgresql://${DB_USER}:([0-9a-f]+)@/ ]] ||
+      die "secret ${DB_SECRET} does not hold a URL made by deploy.sh; replace it with --rotate-database-password"
+    password=${BASH_REMATCH[1]}
+    log "database: keeping the password stored in ${DB_SECRET}"
+  else
+    password=$(generate_token)
+    log "database: generated a new password for ${DB_USER}"
+  fi
+  url=$(database_url "$password" "$instance")
+  if [[ $url != "$stored" ]]; then
+    DB_URL_VALUE=$url ensure_secret "$DB_SECRET" DB_URL_VALUE
+  fi
+  users=$(gcloud sql users list --instance "$instance" --project "$PROJECT" --format 'value(name)')
+  if grep -qx "$DB_USER" <<<"$users"; then
+    log "database: setting the password of ${DB_USER}"
+    run_with_secret "--password: \"${password}\"" gcloud sql users set-password "$DB_USER" \
+      --instance "$instance" --project "$PROJECT" --flags-file=- >/dev/null
+  else
+    log "database: creating user ${DB_USER}"
+    run_with_secret "--password: \"${password}\"" gcloud sql users create "$DB_USER" \
+      --instance "$instance" --project "$PROJECT" --flags-file=- >/dev/null
+  fi
+}
+
+print_database_credentials() {
+  local instance=$1
+  run gcloud secrets describe "$DB_SECRET" --project "$PROJECT"
+  printf '# if %s exists (and no --rotate-database-password), its password is kept:\n' "$DB_SECRET"
+  run gcloud secrets versions access latest --secret "$DB_SECRET" --project "$PROJECT"
+  printf '# else a password is generated (openssl rand -hex 32) and DATABASE_URL stored:\n'
+  printf '#   %s\n' "$(database_url '****' "$instance")"
+  printf '# if %s does not exist:\n' "$DB_SECRET"
+  run_with_secret '****' gcloud secrets create "$DB_SECRET" --project "$PROJECT" \
+    --replication-policy=automatic --data-file=-
+  printf '# if it exists:\n'
+  run_with_secret '****' gcloud secrets versions add "$DB_SECRET" --project "$PROJECT" --data-file=-
+  printf '# then the user %s gets that password (--password in a flags file on stdin):\n' "$DB_USER"
+  run gcloud sql users list --instance "$instance" --project "$PROJECT" --format 'value(name)'
+  printf '# if %s does not exist:\n' "$DB_USER"
+  run_with_secret '****' gcloud sql users create "$DB_USER" --instance "$instance" \
+    --project "$PROJECT" --flags-file=-
+  printf '# if it exists:\n'
+  run_with_secret '****' gcloud sql users set-password "$DB_USER" --instance "$instance" \
+    --project "$PROJECT" --flags-file=-
+}
+
 ensure_repository() {
   local repo=$1
   if ((DRY_RUN)); then
@@ -318,19 +414,33 @@ EOF
     --substitutions "_IMAGE=${image}"
 }
 
-terraform_apply() {
-  local image=$1 service=$2 account=$3 registry=$4 name value
-  local tf=(terraform "-chdir=${TF_DIR}")
-  local vars=(-var "project_id=${PROJECT}" -var "region=${REGION}" -var "service_name=${service}"
+readonly TF=(terraform "-chdir=${TF_DIR}")
+TF_VARS=()
+
+# terraform_vars IMAGE SERVICE ACCOUNT REGISTRY INSTANCE: set TF_VARS, the -var arguments.
+terraform_vars() {
+  local image=$1 service=$2 account=$3 registry=$4 instance=$5 name value
+  TF_VARS=(-var "project_id=${PROJECT}" -var "region=${REGION}" -var "service_name=${service}"
     -var "service_account_id=${account}" -var "image=${image}" -var "service_registry=${registry}"
     -var "cloud_provider=${CLOUD_PROVIDER:-gcp}" -var "gcp_project_id=${GCP_PROJECT_ID:-$PROJECT}")
+  if ((DATABASE)); then
+    TF_VARS+=(-var "enable_database=true" -var "database_instance_name=${instance}")
+  fi
+  [[ -z $MAX_INSTANCES ]] || TF_VARS+=(-var "max_instances=${MAX_INSTANCES}")
   for name in "${PASSTHROUGH_VARS[@]}"; do
     value=${!name:-}
-    [[ -z $value ]] || vars+=(-var "$(printf '%s' "$name" | tr '[:upper:]' '[:lower:]')=${value}")
+    [[ -z $value ]] || TF_VARS+=(-var "$(printf '%s' "$name" | tr '[:upper:]' '[:lower:]')=${value}")
   done
-  run "${tf[@]}" init -input=false
-  run "${tf[@]}" workspace select -or-create "$service"
-  run "${tf[@]}" apply -auto-approve -input=false "${vars[@]}"
+}
+
+terraform_init() {
+  run "${TF[@]}" init -input=false
+  run "${TF[@]}" workspace select -or-create "$1"
+}
+
+# terraform_apply [ARG...]: apply with TF_VARS (and e.g. -target options).
+terraform_apply() {
+  run "${TF[@]}" apply -auto-approve -input=false "$@" "${TF_VARS[@]}"
 }
 
 # read_output VAR NAME: VAR := `terraform output -raw NAME` (a placeholder under --dry-run).
@@ -362,8 +472,9 @@ main() {
   [[ -z ${WEBHOOK_AUTH_TOKEN:-} ]] ||
     warn "WEBHOOK_AUTH_TOKEN is ignored: on Cloud Run webhooks use the ops-auth-token secret"
 
-  local service account repo image registry url webhook
+  local service account repo image registry url webhook instance apis=("${APIS[@]}")
   service=$(to_resource_name "sre-agent-${TARGET}" 49)
+  instance="${service}-db"
   account=$(to_resource_name "sre-agent-${TARGET}" 30)
   repo=${AR_REPOSITORY:-sre-agent}
   image="${REGION}-docker.pkg.dev/${PROJECT}/${repo}/${service}:${IMAGE_TAG:-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -373,7 +484,8 @@ main() {
   log "deploying ${service} (target ${TARGET}) to ${PROJECT}/${REGION}"
 
   log "enabling APIs"
-  run gcloud services enable "${APIS[@]}" --project "$PROJECT"
+  ((!DATABASE)) || apis+=("$DATABASE_API")
+  run gcloud services enable "${apis[@]}" --project "$PROJECT"
 
   log "storing secrets in Secret Manager"
   ensure_secret llm-api-key LLM_API_KEY
@@ -387,8 +499,21 @@ main() {
   log "building ${image}"
   build_image "$image"
 
+  log "terraform init, workspace ${service}"
+  terraform_vars "$image" "$service" "$account" "$registry" "$instance"
+  terraform_init "$service"
+  if ((DATABASE)); then
+    # The SQL user can only be made on a running instance, and the service's first revision
+    # needs the user's password in the database-url secret. So the instance (and its database)
+    # is applied alone first, the credentials are set, then everything is applied. The
+    # instance stays in Terraform, declared once; -target only orders the first apply.
+    log "database: Cloud SQL instance ${instance} (the first time, this takes several minutes)"
+    terraform_apply "${DB_TARGETS[@]}"
+    ensure_database_credentials "$instance"
+  fi
+
   log "terraform apply"
-  terraform_apply "$image" "$service" "$account" "$registry"
+  terraform_apply
 
   read_output url service_url
   read_output webhook webhook_url

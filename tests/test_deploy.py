@@ -550,14 +550,27 @@ def test_env_example_documents_every_contract_variable() -> None:
 # --- deploy.sh -------------------------------------------------------------------------------
 
 FAKE_GCLOUD = r"""#!/usr/bin/env bash
-# Fake gcloud: records argv, keeps secrets/repositories as files under $FAKE_STATE.
+# Fake gcloud: records argv, keeps secrets/repositories/SQL users as files under $FAKE_STATE
+# (a SQL user's file holds the --flags-file it was given on stdin).
 printf 'gcloud' >>"$FAKE_LOG"; printf '\t%s' "$@" >>"$FAKE_LOG"; printf '\n' >>"$FAKE_LOG"
 state=$FAKE_STATE
 case "$1 $2" in
   "secrets describe") [[ -e $state/secret-$3 ]] || { echo "NOT_FOUND: $3" >&2; exit 1; } ;;
   "secrets create") [[ ! -e $state/secret-$3 ]] || exit 1; cat >"$state/secret-$3" ;;
   "secrets versions")
-    [[ -e $state/secret-$4 ]] || exit 1; cat >"$state/secret-$4"; echo "$4" >>"$state/added" ;;
+    case $3 in
+      add)
+        [[ -e $state/secret-$4 ]] || exit 1; cat >"$state/secret-$4"; echo "$4" >>"$state/added" ;;
+      access) [[ $5 == --secret ]] && cat "$state/secret-$6" ;;
+    esac ;;
+  "sql users")
+    case $3 in
+      list) cat "$state/sql-users" 2>/dev/null ;;
+      create)
+        [[ ! -e $state/sql-user-$4 ]] || exit 1; cat >"$state/sql-user-$4"
+        echo "$4" >>"$state/sql-users" ;;
+      set-password) [[ -e $state/sql-user-$4 ]] || exit 1; cat >"$state/sql-user-$4" ;;
+    esac ;;
   "artifacts repositories")
     case $3 in
       describe) [[ -e $state/repo-$4 ]] || exit 1 ;;
@@ -639,7 +652,7 @@ def test_deploy_help_prints_usage() -> None:
     result = run([str(DEPLOY), "--help"])
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: ./deploy.sh <inputs-dir> --gcp-project")
-    for option in ("--service-url", "--region", "--dry-run"):
+    for option in ("--service-url", "--region", "--dry-run", "--database", "--max-instances"):
         assert option in result.stdout
 
 
@@ -773,6 +786,156 @@ def test_redeploy_adds_versions_and_keeps_the_generated_token(fakes: Fakes) -> N
     assert (fakes.state / "secret-ops-auth-token").read_text() == token
     assert any("\tapply\t-auto-approve" in c for c in again)
     assert_no_secret(second.stdout + second.stderr + fakes.log.read_text(), token)
+
+
+# --- deploy.sh --database --------------------------------------------------------------------
+
+DB_TARGETS = [
+    "-target=google_sql_database_instance.state",
+    "-target=google_sql_database.state",
+]
+SOCKET = f"/cloudsql/proj-1:europe-west1:{INSTANCE}"
+
+
+def test_dry_run_with_the_database_orders_the_steps_and_masks_the_password(
+    fakes: Fakes,
+) -> None:
+    lease = {**SECRET_VALUES, "RUN_LEASE_SECONDS": "45"}
+    result = deploy(fakes, "--dry-run", "--database", "--max-instances", "3", secrets=lease)
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    enable = next(c for c in commands if c.startswith("+ gcloud services enable"))
+    assert "sqladmin.googleapis.com" in enable
+
+    def index(fragment: str) -> int:
+        return next(i for i, c in enumerate(commands) if fragment in c)
+
+    first_apply = index(" apply -auto-approve -input=false " + " ".join(DB_TARGETS))
+    user = (
+        f"gcloud sql users create sre_agent --instance {INSTANCE} --project proj-1 --flags-file=-"
+    )
+    masked = "+ printf '%s' '****' | "
+    assert f"{masked}{user}" in commands
+    assert f"{masked}{user.replace('create', 'set-password')}" in commands
+    for secret in ("secrets create database-url ", "secrets versions add database-url "):
+        assert any(c.startswith(f"{masked}gcloud {secret}") for c in commands), secret
+    full_apply = max(i for i, c in enumerate(commands) if " apply -auto-approve" in c)
+    assert first_apply < index("secrets create database-url") < full_apply
+    assert first_apply < index(user) < full_apply
+    assert "-target" not in commands[full_apply]
+    assert "-var run_lease_seconds=45" in commands[full_apply]
+    for var in ("enable_database=true", f"database_instance_name={INSTANCE}", "max_instances=3"):
+        assert f"-var {var}" in commands[first_apply], var
+        assert f"-var {var}" in commands[full_apply], var
+    assert f"postgresql://sre_agent:****@/sre_agent?host={SOCKET}" in result.stdout
+    assert_no_secret(result.stdout + result.stderr)
+    assert fakes.calls() == [], "--dry-run must not call any tool"
+
+
+def test_without_the_database_nothing_of_it_is_deployed(fakes: Fakes) -> None:
+    result = deploy(fakes, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    for absent in ("sqladmin", "sql users", "database-url", "enable_database", "-target"):
+        assert absent not in result.stdout, absent
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-instances", "3"], "--max-instances 3 needs --database"),
+        (["--max-instances", "0", "--database"], "--max-instances must be a whole number >= 1"),
+        (["--max-instances=two", "--database"], "--max-instances must be a whole number >= 1"),
+        (["--rotate-database-password"], "--rotate-database-password needs --database"),
+    ],
+    ids=["3-without-database", "0", "not-a-number", "rotate-without-database"],
+)
+def test_database_options_are_checked_before_anything_runs(
+    fakes: Fakes, args: list[str], message: str
+) -> None:
+    result = deploy(fakes, *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert result.stderr.count("error:") == 1
+    assert fakes.calls() == []
+
+
+def sql_user_password(fakes: Fakes) -> str:
+    """The password the fake SQL user was given, from its --flags-file."""
+    flags = (fakes.state / "sql-user-sre_agent").read_text()
+    match = re.fullmatch(r'--password: "([0-9a-f]{64})"', flags)
+    assert match, "the password goes in a flags file on stdin, as a quoted YAML string"
+    return match.group(1)
+
+
+def stored_database_url(fakes: Fakes) -> str:
+    return (fakes.state / "secret-database-url").read_text()
+
+
+@pytest.fixture
+def database_deploy(fakes: Fakes) -> subprocess.CompletedProcess[str]:
+    """A full (fake) deployment with --database into an empty project."""
+    result = deploy(fakes, "--database", "--max-instances", "3")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_first_database_deploy_gives_user_and_secret_one_new_password(
+    fakes: Fakes, database_deploy: subprocess.CompletedProcess[str]
+) -> None:
+    password = sql_user_password(fakes)
+    url = f"postgresql://sre_agent:{password}@/sre_agent?host={SOCKET}"
+    assert stored_database_url(fakes) == url
+    calls = fakes.calls()
+    applies = [c for c in calls if c[:3] == ["terraform", f"-chdir={TERRAFORM}", "apply"]]
+    assert len(applies) == 2
+    assert applies[0][5:7] == DB_TARGETS, "the instance first, alone"
+    assert not any(arg.startswith("-target") for arg in applies[1])
+    create = ["gcloud", "sql", "users", "create", "sre_agent", "--instance", INSTANCE]
+    assert create in [c[:7] for c in calls]
+    order = [" ".join(c[:4]) for c in calls]
+    steps = [calls.index(applies[0]), order.index("gcloud secrets create database-url")]
+    steps += [order.index("gcloud sql users create"), calls.index(applies[1])]
+    assert steps == sorted(steps), "instance, secret, user, then everything"
+    assert "max_instances=3" in applies[1]
+    assert_no_secret(
+        database_deploy.stdout + database_deploy.stderr + fakes.log.read_text(), password
+    )
+
+
+@pytest.mark.usefixtures("database_deploy")
+def test_database_redeploy_keeps_the_password(fakes: Fakes) -> None:
+    password, url = sql_user_password(fakes), stored_database_url(fakes)
+    fakes.reset_log()
+    again = deploy(fakes, "--database", "--max-instances", "3")
+    assert again.returncode == 0, again.stderr
+    assert (sql_user_password(fakes), stored_database_url(fakes)) == (password, url)
+    calls = [" ".join(c[:5]) for c in fakes.calls()]
+    assert "gcloud sql users set-password sre_agent" in calls
+    assert not [c for c in calls if "database-url" in c and ("create" in c or " add " in c)]
+    assert_no_secret(again.stdout + again.stderr + fakes.log.read_text(), password)
+
+
+@pytest.mark.usefixtures("database_deploy")
+def test_a_user_left_behind_gets_the_stored_password_again(fakes: Fakes) -> None:
+    """A run stopped between the secret and the user: the next run makes them agree."""
+    password = sql_user_password(fakes)
+    (fakes.state / "sql-user-sre_agent").write_text('--password: "stale"')
+    again = deploy(fakes, "--database")
+    assert again.returncode == 0, again.stderr
+    assert sql_user_password(fakes) == password
+
+
+@pytest.mark.usefixtures("database_deploy")
+def test_rotate_database_password_sets_a_new_one_in_both_places(fakes: Fakes) -> None:
+    old = sql_user_password(fakes)
+    fakes.reset_log()
+    rotated = deploy(fakes, "--database", "--rotate-database-password")
+    assert rotated.returncode == 0, rotated.stderr
+    new = sql_user_password(fakes)
+    assert new != old
+    assert stored_database_url(fakes) == f"postgresql://sre_agent:{new}@/sre_agent?host={SOCKET}"
+    assert "database-url" in (fakes.state / "added").read_text().split()
+    assert_no_secret(rotated.stdout + rotated.stderr + fakes.log.read_text(), old, new)
 
 
 def test_sample_inputs_name_the_target() -> None:
