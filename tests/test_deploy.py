@@ -951,3 +951,12 @@ def test_deployment_doc_covers_every_platform_and_the_report_filter() -> None:
         assert f"/webhook/{provider}" in text, provider
     assert 'jsonPayload.message="INCIDENT_REPORT"' in text
     assert "SubscribeURL" in text
+
+
+def test_deployment_doc_explains_the_database_option() -> None:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text.split("### PostgreSQL (several replicas)\n", 1)[1].split("\n## ", 1)[0]
+    for needed in ("--database", "--max-instances", "--rotate-database-password", "database-url"):
+        assert needed in section, needed
+    assert "roles/cloudsql.client" in section
+    assert "MAX_CONCURRENT_ALERTS" in section
