@@ -125,8 +125,9 @@ resource "google_sql_database_instance" "state" {
     connector_enforcement = "REQUIRED"
 
     ip_configuration {
-      ipv4_enabled = true
-      ssl_mode     = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+      ipv4_enabled   = true
+      ssl_mode       = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+      server_ca_mode = "GOOGLE_MANAGED_INTERNAL_CA" # the per-instance CA Cloud Run's connection needs
     }
 
     backup_configuration {

@@ -460,6 +460,7 @@ def test_database_is_an_optional_protected_postgres_instance(
     assert "authorized_networks" not in network
     assert "dynamic" not in network
     assert network["ssl_mode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    assert network["server_ca_mode"] == "GOOGLE_MANAGED_INTERNAL_CA"
     assert settings["connector_enforcement"] == "REQUIRED"
     flags = {flag["name"]: flag["value"] for flag in settings["database_flags"]}
     for flag in ("log_checkpoints", "log_connections", "log_disconnections", "log_lock_waits"):
