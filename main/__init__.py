@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from agent import LLM, Agent, ApprovalDesk, Approvals, Finalizer, ReportWriter
 from config import ConfigError, Settings, load_settings
 from intake import Intake, Limits
-from main import alerts, approvals, errors, ops, server, webhooks
+from main import alerts, approvals, console, errors, ops, server, webhooks
 from main.deps import Runtime
 from main.middleware import TraceMiddleware
 from main.session import Sessions
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TraceMiddleware)
     errors.install(app)
     app.add_api_route("/health", health, methods=["GET"], tags=["health"])
-    for router in (webhooks.router, approvals.router, alerts.router, ops.router):
+    for router in (webhooks.router, approvals.router, alerts.router, ops.router, console.router):
         app.include_router(router)
     return app
 
