@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     dedup_window_seconds: NonNegativeFloat = 900
     resolve_grace_seconds: NonNegativeFloat = 300
     pagerduty_auto_resolve: bool = True
+    state_backend: Annotated[Literal["memory", "postgres"], LowerCase] = "memory"
+    database_url: SecretStr | None = None
+    run_lease_seconds: PositiveFloat = 30
     max_tokens_per_incident: NonNegativeInt = 100_000
     max_tokens_per_hour: NonNegativeInt = 0
     agent_max_turns: PositiveInt = 20
@@ -304,6 +307,18 @@ class Settings(BaseSettings):
             return value
         return info.data.get("ops_auth_token")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_for_postgres(cls, value: SecretStr | None, info: ValidationInfo) -> Any:
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            if info.data.get("state_backend") == "postgres":
+                raise ValueError("is required when STATE_BACKEND=postgres")
+            return None
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")  # the value itself is never echoed
+        return SecretStr(url)
+
     @field_validator("sre_prompt_path")
     @classmethod
     def _prompt_readable(cls, value: Path) -> Path:
@@ -380,9 +395,14 @@ class Settings(BaseSettings):
             self.ops_auth_token,
             self.webhook_token,
         ]
-        return sorted({s.get_secret_value() for s in secrets if s.get_secret_value()}, key=len)[
-            ::-1
-        ]
+        values = {s.get_secret_value() for s in secrets if s.get_secret_value()}
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+            values.add(url)
+            password = urlsplit(url).password
+            if password:
+                values.add(password)
+        return sorted(values, key=len)[::-1]
 
     def service(self, name: str) -> ServiceEntry | None:
         """Registry lookup, case-insensitive."""

@@ -371,9 +371,11 @@ class RunApprovals:
             return
         self._marked.add(proposal.approval_id)
         status = _TIMELINE[proposal.status]
+        # "by token (note)", never "by token: note": the redactor reads `token: x` as a
+        # credential and would hide the note's first word.
         note = f"{proposal.approval_id} by {proposal.decided_by}"
         if proposal.note:
-            note += f": {proposal.note}"
+            note += f" ({proposal.note})"
         self._record.mark(status, note[:500])
         logger.info(
             "approval %s %s by %s", proposal.approval_id, proposal.status, proposal.decided_by

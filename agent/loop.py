@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -79,6 +79,13 @@ class NoRunObserver:
         pass
 
 
+UNKNOWN_OUTCOME = (
+    "outcome unknown: the runtime restarted during this call; check before repeating it"
+)
+
+Checkpoint = Callable[[AlertRecord], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Approvals:
     """What approve mode needs: the runtime's approval desk, and the pager for the
@@ -111,10 +118,14 @@ class Agent:
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         approvals: Approvals | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
-        """`approvals`: the desk and pager of approve mode (None: writes are not held)."""
+        """`approvals`: the desk and pager of approve mode (None: writes are not held).
+        `checkpoint`: stores a run's progress at every step and delivers the notices that
+        arrived for it (STATE_BACKEND=postgres; None: the run lives in this process only)."""
         self._llm = llm
         self._approvals = approvals
+        self._checkpoint = checkpoint
         self._tools = tools
         self._reports = reports
         self._settings = settings
@@ -123,14 +134,20 @@ class Agent:
         self._clock = clock
 
     async def __call__(self, record: AlertRecord) -> AlertStatus:
+        """Run the agent for `record`: from the start, or, when it carries a stored
+        transcript (a run another replica began), from where that run stopped."""
         started = self._clock()
         ctx = run_context(
             record,
             shadow=self._settings.shadow,
             deadline=started + self._settings.agent_timeout_seconds,
         )
+        if record.run is not None:  # resumed: what the tools found before
+            resumed_from(ctx, record.run)
         record.run = ctx  # a shutdown cut-off still reports what was found
-        record.transcript = transcript = Transcript(model=self._settings.llm_model)
+        if record.transcript is None:
+            record.transcript = Transcript(model=self._settings.llm_model)
+        transcript = record.transcript
         approvals = self._approver(record, ctx)
         try:
             end = await self._converse(record, ctx, transcript)
@@ -179,9 +196,13 @@ class Agent:
     async def _converse(
         self, record: AlertRecord, ctx: RunContext, transcript: Transcript
     ) -> RunEnd:
-        nonce = prompt.new_nonce()
         messages = transcript.messages  # the conversation: only ever appended to
-        messages += self._opening(record, nonce)
+        if messages:
+            self._resume(record, ctx, transcript)
+        else:
+            ctx.nonce = prompt.new_nonce()
+            messages += self._opening(record, ctx.nonce)
+        nonce = ctx.nonce
         try:
             async with asyncio.timeout(self._settings.agent_timeout_seconds) as scope:
                 if isinstance(ctx.approver, RunApprovals):
@@ -194,6 +215,37 @@ class Agent:
             self._observer.record_dependency(DEP_LLM, ok=False, detail=str(exc)[:300])
             self._observer.record_error("LLMError", str(exc))
             return RunEnd(f"llm_error: {exc.kind}", _last_text(messages))
+
+    def _resume(self, record: AlertRecord, ctx: RunContext, transcript: Transcript) -> None:
+        """Go on with a stored conversation. Calls whose results were never stored may or
+        may not have happened: they are not made again, the model is told (CONTRACT §8)."""
+        calls = transcript.unanswered_calls()
+        if not calls:
+            return
+        logger.warning("resuming: %d tool call(s) with an unknown outcome", len(calls))
+        outcome = ToolOutcome(
+            json.dumps({"error": UNKNOWN_OUTCOME}), ok=False, error=UNKNOWN_OUTCOME, write=False
+        )
+        results = [
+            {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": prompt.tool_output(call["function"]["name"], ctx.nonce, outcome.content),
+            }
+            for call in calls
+        ]
+        transcript.answered(results, [outcome] * len(calls))
+        record.tool_calls.extend(
+            ToolCallRecord(
+                turn=record.turns,
+                name=call["function"]["name"],
+                arguments=_recorded(self._redactor.redact(call["function"]["arguments"])),
+                duration_ms=0.0,
+                ok=False,
+                error=UNKNOWN_OUTCOME,
+            )
+            for call in calls
+        )
 
     def _opening(self, record: AlertRecord, nonce: str) -> list[dict[str, Any]]:
         system = self._settings.sre_prompt_path.read_text(encoding="utf-8")  # fresh each run
@@ -211,7 +263,7 @@ class Agent:
         self, record: AlertRecord, ctx: RunContext, transcript: Transcript, nonce: str
     ) -> RunEnd:
         limit = self._settings.agent_max_turns
-        for turn in range(1, limit + 1):
+        for turn in range(record.turns + 1, limit + 1):
             record.turns = turn
             attributes: dict[str, int | str] = {"turn": turn, "incident.id": record.incident_id}
             with tracer.start_as_current_span(SPAN_AGENT_TURN, attributes=attributes):
@@ -236,12 +288,14 @@ class Agent:
         next turn asks it again (on the last turn, the run ends on `max_turns`).
         """
         messages = transcript.messages
+        await self._store(record)  # the last turn's results; takes the notices
         self._deliver_notices(record, messages, nonce)
         message = await self._complete(record, ctx, transcript, final=final)
         if isinstance(message, Unreadable):
             messages.append({"role": "user", "content": json.dumps({"error": message.reason})})
             return None
         transcript.replied(_assistant(message))
+        await self._store(record)  # the calls about to be made: never made twice
         if not message.tool_calls:
             return RunEnd(None, message.content or message.refusal, self._over_budget(record))
         if final:  # tools were not offered; a model that still calls them has not concluded
@@ -278,6 +332,10 @@ class Agent:
             len(completion.message.tool_calls),
         )
         return completion.message
+
+    async def _store(self, record: AlertRecord) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint(record)
 
     def _deliver_notices(
         self, record: AlertRecord, messages: list[dict[str, Any]], nonce: str
@@ -380,6 +438,14 @@ def run_context(record: AlertRecord, *, shadow: bool, deadline: float | None = N
         occurrence=record.occurrence,
         earlier_reports=frozenset(r.report_file for r in record.earlier() if r.report_file),
     )
+
+
+def resumed_from(ctx: RunContext, before: RunContext) -> None:
+    """A resumed run's context: what the tools found and the pages made before."""
+    ctx.escalations[:] = before.escalations
+    ctx.withheld[:] = before.withheld
+    ctx.report_content, ctx.report_filename = before.report_content, before.report_filename
+    ctx.nonce = before.nonce
 
 
 def observe_escalations(observer: RunObserver, escalations: Sequence[EscalationResult]) -> None:

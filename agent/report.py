@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from intake import AlertRecord
 from models import Approval
@@ -238,6 +239,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+class ReportStore(Protocol):
+    """Where reports live besides INCIDENTS_DIR (STATE_BACKEND=postgres: the database, so
+    that every replica serves them and adds to them)."""
+
+    async def save_report(self, record: AlertRecord, name: str, text: str) -> None: ...
+    async def report(self, record: AlertRecord) -> str | None: ...
+
+
 class ReportWriter:
     """Writes a record's report into INCIDENTS_DIR and logs the INCIDENT_REPORT line."""
 
@@ -251,6 +260,11 @@ class ReportWriter:
         self._redactor = redactor
         self._files = files
         self._fsync = True
+        self._durable: ReportStore | None = None
+
+    def keep_in(self, durable: ReportStore) -> None:
+        """Keep every report in `durable` too, and add to the report found there."""
+        self._durable = durable
 
     async def write(self, record: AlertRecord, report: ReportInput, filename: str | None) -> str:
         name = filename or default_report_name(record.alert, datetime.now(UTC))
@@ -269,8 +283,11 @@ class ReportWriter:
         one that was never written is started with the alert's title). `banner`: a line
         the report now opens with (a PagerDuty event that failed)."""
         name = record.report_file or default_report_name(record.alert, datetime.now(UTC))
-        loop = asyncio.get_running_loop()
-        current = await loop.run_in_executor(self._files, self.read, name)
+        if self._durable is not None:
+            current = await self._durable.report(record)
+        else:
+            loop = asyncio.get_running_loop()
+            current = await loop.run_in_executor(self._files, self.read, name)
         if current is None:
             current = f"# Incident {record.incident_id}: {record.alert.summary}\n"
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -287,6 +304,8 @@ class ReportWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._files, write, self._directory, name, text)
         record.report_file = name
+        if self._durable is not None:
+            await self._durable.save_report(record, name, text)
         logger.info(
             "INCIDENT_REPORT",
             extra={

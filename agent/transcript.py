@@ -76,6 +76,57 @@ class Transcript:
         turn = self.turns[-1]
         turn.results, turn.ok = results, tuple(outcome.ok for outcome in outcomes)
 
+    def dump(self) -> dict[str, Any]:
+        """The transcript as JSON-able values, for a durable store (`load` reads it back):
+        the conversation once, each turn pointing into it by position."""
+        position = {id(message): index for index, message in enumerate(self.messages)}
+        return {
+            "model": self.model,
+            "messages": self.messages,
+            "turns": [
+                {
+                    "number": t.number,
+                    "at": t.at.isoformat(),
+                    "sent": t.sent,
+                    "tools": t.tools,
+                    "usage": None if t.usage is None else _usage_values(t.usage),
+                    "reply": None if t.reply is None else position.get(id(t.reply)),
+                    "results": [position[id(r)] for r in t.results if id(r) in position],
+                    "ok": list(t.ok),
+                }
+                for t in self.turns
+            ],
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Transcript:
+        messages: list[Message] = list(data["messages"])
+        turns = [
+            Turn(
+                number=t["number"],
+                at=datetime.fromisoformat(t["at"]),
+                sent=t["sent"],
+                tools=list(t["tools"]),
+                usage=None if t["usage"] is None else Usage(*t["usage"]),
+                reply=None if t["reply"] is None else messages[t["reply"]],
+                results=[messages[i] for i in t["results"]],
+                ok=tuple(t["ok"]),
+            )
+            for t in data["turns"]
+        ]
+        return cls(model=data["model"], messages=messages, turns=turns)
+
+    def unanswered_calls(self) -> list[dict[str, Any]]:
+        """The tool calls of the last reply that have no result: the run stopped while
+        they were under way, so whether they happened is unknown."""
+        if not self.turns:
+            return []
+        last = self.turns[-1]
+        if last.reply is None or last.results or self.messages[-1] is not last.reply:
+            return []
+        calls: list[dict[str, Any]] = last.reply.get("tool_calls") or []
+        return calls
+
     def view(
         self, *, incident_id: str, occurrence: int, redact: Callable[[str], str]
     ) -> models.Transcript:
@@ -87,6 +138,10 @@ class Transcript:
             model=redact(self.model),
             turns=[_turn_view(turn, conversation, redact) for turn in self.turns],
         )
+
+
+def _usage_values(usage: Usage) -> list[int | None]:
+    return [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.cached_tokens]
 
 
 def _turn_view(

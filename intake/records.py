@@ -272,6 +272,66 @@ class AlertRecord:
         record.handoff, record.retired = False, True
         return record
 
+    def state(self) -> dict[str, Any]:
+        """What a durable store keeps of this occurrence besides its alert, run and
+        transcript: plain JSON-able values (`restored` reads them back)."""
+        tokens = self._tokens or Tokens()
+        steps = self._steps
+        return {
+            "status": self.status._value_,
+            "reason": self.reason,
+            "finished_at": self.finished_at,
+            "still_firing": self.still_firing,
+            "resolved_upstream": self.resolved_upstream,
+            "repeats": self.repeats,
+            "turns": self.turns,
+            "tokens": [tokens.input, tokens.output, tokens.total],
+            "tool_calls": [c.model_dump(mode="json") for c in self._tool_calls or ()],
+            "timeline": [list(steps[i : i + 3]) for i in range(0, len(steps), 3)],
+            "outcome": self.outcome,
+            "report_file": self.report_file,
+            "paged_as": self.paged_as,
+            "handoff": self.handoff,
+        }
+
+    @classmethod
+    def restored(
+        cls,
+        alert: Alert,
+        state: dict[str, Any],
+        *,
+        occurrence: int,
+        trace_id: str,
+        enqueued_at: float,
+        seq: int,
+    ) -> AlertRecord:
+        """A record from a durable store: its alert and what `state` returned."""
+        record = cls(alert, trace_id=trace_id, enqueued_at=enqueued_at, seq=seq)
+        record.occurrence = occurrence
+        record.status = AlertStatus(state["status"])
+        record.reason = state["reason"]
+        record.finished_at = state["finished_at"]
+        record.still_firing = state["still_firing"]
+        record.resolved_upstream = state["resolved_upstream"]
+        record.repeats, record.turns = state["repeats"], state["turns"]
+        if state["turns"]:
+            record._tokens = Tokens(*state["tokens"])
+        if state["tool_calls"]:
+            record._tool_calls = [ToolCallRecord.model_validate(c) for c in state["tool_calls"]]
+        record._steps = [value for step in state["timeline"] for value in step]
+        record.outcome, record.report_file = state["outcome"], state["report_file"]
+        record.paged_as, record.handoff = state["paged_as"], state["handoff"]
+        return record
+
+    def merge_timeline(self, stored: list[list[Any]]) -> list[list[Any]]:
+        """Take in the entries another writer added (a durable store's copy of this
+        timeline): both sets, once each, in time order. The merged timeline is returned."""
+        steps = self._steps
+        mine = [tuple(steps[i : i + 3]) for i in range(0, len(steps), 3)]
+        merged = sorted(set(mine) | {tuple(entry) for entry in stored}, key=lambda e: e[0])
+        self._steps = [value for entry in merged for value in entry]
+        return [list(entry) for entry in merged]
+
     @property
     def tool_calls(self) -> list[ToolCallRecord]:
         if self._tool_calls is None:

@@ -19,9 +19,12 @@ import httpx
 import openai
 from fastapi import FastAPI
 
-from agent import LLM, Agent, ApprovalDesk, Approvals, Finalizer, ReportWriter
+from agent import LLM, Agent, ApprovalDesk, Approvals, Finalizer, ReportWriter, resume
+from agent.transcript import Transcript
 from config import ConfigError, Settings, load_settings
-from intake import Intake, Limits
+from intake import AlertRecord, Intake, Limits
+from intake.pg.service import PgIntake
+from intake.service import IntakeService, MemoryIntake
 from main import alerts, approvals, console, errors, ops, server, webhooks
 from main.deps import Runtime
 from main.middleware import TraceMiddleware
@@ -145,6 +148,12 @@ def _build(
         http_client=llm_http,
         max_retries=0,
     )
+    durable: PgIntake | None = None
+
+    async def checkpoint(record: AlertRecord) -> None:
+        assert durable is not None
+        await durable.checkpoint(record)
+
     agent = Agent(
         llm=LLM(client=client, model=settings.llm_model),
         tools=ToolExecutor(
@@ -160,21 +169,40 @@ def _build(
         redactor=redactor,
         observer=state,
         approvals=Approvals(desk=approvals, pager=pager),
+        checkpoint=checkpoint if settings.database_url is not None else None,
     )
-    intake = Intake(
-        runner=agent,
-        finalize=Finalizer(pager=pager, reports=reports, settings=settings, observer=state),
-        limits=Limits(
-            concurrency=settings.max_concurrent_alerts,
-            queue_size=settings.max_queue_size,
-            ttl_seconds=settings.alert_queue_ttl_seconds,
-            dedup_window_seconds=settings.dedup_window_seconds,
-            resolve_grace_seconds=settings.resolve_grace_seconds,
-            auto_resolve=settings.pagerduty_auto_resolve,
-        ),
-        budget_exhausted=functools.partial(_hourly_budget_spent, settings, state),
-        metrics=state,
+    finalize = Finalizer(pager=pager, reports=reports, settings=settings, observer=state)
+    limits = Limits(
+        concurrency=settings.max_concurrent_alerts,
+        queue_size=settings.max_queue_size,
+        ttl_seconds=settings.alert_queue_ttl_seconds,
+        dedup_window_seconds=settings.dedup_window_seconds,
+        resolve_grace_seconds=settings.resolve_grace_seconds,
+        auto_resolve=settings.pagerduty_auto_resolve,
     )
+    intake: IntakeService
+    if settings.state_backend == "postgres" and settings.database_url is not None:
+        intake = durable = PgIntake(
+            conninfo=settings.database_url.get_secret_value(),
+            runner=agent,
+            finalize=finalize,
+            limits=limits,
+            lease_seconds=settings.run_lease_seconds,
+            restore=resume.restore,
+            saved=resume.saved,
+            load_transcript=Transcript.load,
+            max_tokens_per_hour=settings.max_tokens_per_hour,
+        )
+        reports.keep_in(durable)
+    else:
+        memory = Intake(
+            runner=agent,
+            finalize=finalize,
+            limits=limits,
+            budget_exhausted=functools.partial(_hourly_budget_spent, settings, state),
+            metrics=state,
+        )
+        intake = MemoryIntake(memory, reports.read)
     state.watch_active(intake.counts)
     return Runtime(
         settings=settings,

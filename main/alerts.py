@@ -72,11 +72,11 @@ async def list_alerts(
     the queue (running and recent are the current ones on every page); null on the last
     page."""
     intake = runtime.intake
-    queued, last = intake.queued_page(limit=limit, after=_after(cursor))
+    queued, last = await intake.queued_page(limit=limit, after=_after(cursor))
     return AlertList(
-        running=[r.summary() for r in intake.running_records()[:limit]],
+        running=[r.summary() for r in await intake.running(limit)],
         queued=[r.summary() for r in queued],
-        recent=[r.summary() for r in intake.recent(limit)],
+        recent=[r.summary() for r in await intake.recent(limit)],
         next_cursor=None if last is None else encode_cursor(last),
     )
 
@@ -115,8 +115,8 @@ async def get_report(
     incident_id: str, runtime: RuntimeDep, occurrence: Occurrence = None
 ) -> PlainTextResponse:
     """The markdown report of the incident's latest occurrence (or of `occurrence`)."""
-    record = _occurrence(runtime, incident_id, occurrence)
-    text = runtime.reports.read(record.report_file) if record.report_file else None
+    record = await _occurrence(runtime, incident_id, occurrence)
+    text = await runtime.intake.report(record)
     if text is None:
         raise ClientError(404, "not_found", f"no report for {_named(record)} yet")
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
@@ -128,8 +128,8 @@ async def get_transcript(
 ) -> Response:
     """The run's conversation exactly as sent to and received from the LLM, redacted: every
     turn's request (messages, tools offered), response, token usage and tool results."""
-    record = _occurrence(runtime, incident_id, occurrence)
-    transcript = record.transcript
+    record = await _occurrence(runtime, incident_id, occurrence)
+    transcript = await runtime.intake.transcript(record)
     if transcript is None:
         why = (
             "is no longer kept (only the last 100 finished occurrences keep theirs)"
@@ -158,16 +158,16 @@ async def get_alert(
     """One occurrence of an incident (the latest unless `occurrence` is given): its alert,
     timeline, tool calls, tokens, outcome and report file, and every remembered occurrence
     of the incident."""
-    record = _occurrence(runtime, incident_id, occurrence)
-    latest = record if occurrence is None else runtime.intake.get(incident_id)
+    record = await _occurrence(runtime, incident_id, occurrence)
+    latest = record if occurrence is None else await runtime.intake.get(incident_id)
     return record.detail(latest)
 
 
-def _occurrence(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:
-    record = runtime.intake.get(incident_id, occurrence)
+async def _occurrence(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:
+    record = await runtime.intake.get(incident_id, occurrence)
     if record is not None:
         return record
-    if occurrence is None or runtime.intake.get(incident_id) is None:
+    if occurrence is None or await runtime.intake.get(incident_id) is None:
         raise ClientError(404, "not_found", f"unknown incident {_echo(incident_id)!r}")
     raise ClientError(
         404, "not_found", f"no occurrence {occurrence} of {_echo(incident_id)!r} is remembered"

@@ -12,7 +12,7 @@ from config import Settings
 
 if TYPE_CHECKING:
     from agent import ApprovalDesk, ReportWriter
-    from intake import Intake
+    from intake.service import IntakeService
     from main.session import Sessions
     from state import RuntimeState
     from tools import CloudTools, Pager, Redactor
@@ -25,7 +25,7 @@ class Runtime:
     settings: Settings
     http: httpx.AsyncClient
     state: RuntimeState
-    intake: Intake
+    intake: IntakeService
     pager: Pager
     reports: ReportWriter
     cloud: CloudTools

@@ -59,7 +59,8 @@ router = APIRouter(prefix="/ops", tags=["ops"])
 
 CHECK_TIMEOUT_SECONDS = 3.0
 # Without these the runtime cannot do its job at all; remote checks only degrade it.
-LOCAL_CHECKS = frozenset({"prompt", "incidents_dir"})
+# Without these the runtime cannot take alerts at all: failing, not degraded.
+LOCAL_CHECKS = frozenset({"prompt", "incidents_dir", "database"})
 _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}
 
 
@@ -238,11 +239,20 @@ async def _check_cloud(runtime: Runtime) -> str | None:
     return detail
 
 
+async def _check_database(runtime: Runtime) -> str | None:
+    """STATE_BACKEND=postgres: a round trip to the state database."""
+    return await runtime.intake.probe()
+
+
 def _checks(settings: Settings) -> dict[str, Callable[[Runtime], Awaitable[str | None]]]:
-    """CHECKS, plus `cloud` when a cloud provider is configured."""
-    if settings.cloud_provider == "none":
-        return CHECKS
-    return {**CHECKS, "cloud": _check_cloud}
+    """CHECKS, plus `cloud` when a cloud provider is configured and `database` with
+    STATE_BACKEND=postgres."""
+    checks = dict(CHECKS)
+    if settings.cloud_provider != "none":
+        checks["cloud"] = _check_cloud
+    if settings.state_backend == "postgres":
+        checks["database"] = _check_database
+    return checks
 
 
 # ---------------------------------------------------------------- config
@@ -320,6 +330,10 @@ async def get_dependencies(runtime: RuntimeDep) -> DependenciesResponse:
         cloud_keys = (cloud_dependency(provider), "cloud")  # real calls, then the health check
         target = settings.gcp_project_id if provider == "gcp" else settings.aws_region
         rows.append(_dependency(provider, "cloud", target, seen, cloud_keys))
+    if settings.state_backend == "postgres" and settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        where = urlsplit(url)._replace(query="").geturl()  # no password, no socket options
+        rows.append(_dependency("database", "database", where, seen, ("database",)))
     return DependenciesResponse(dependencies=rows)
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from config import LogLevel
 
 HealthStatus = Literal["ok", "degraded", "failing"]
-DependencyKind = Literal["llm", "pagerduty", "service", "cloud"]
+DependencyKind = Literal["llm", "pagerduty", "service", "cloud", "database"]
 
 
 class LatencyPercentiles(BaseModel):

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import SecretStr
 
-from intake import Draining
+from intake import Draining, SubmitOutcome
 from intake.parsers import (
     Ignored,
     PayloadError,
@@ -27,6 +27,7 @@ from intake.parsers import (
     parse_webhook,
     redactor_for_body,
 )
+from intake.service import DatabaseUnavailable
 from main.auth import token_matches
 from main.deps import Runtime
 from main.errors import ClientError, field_errors
@@ -37,8 +38,8 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 RETRY_AFTER_SECONDS = "30"
+DATABASE_RETRY_AFTER_SECONDS = "10"
 INLINE_PARSE_BYTES = 64 * 1024
-SUBMIT_BATCH = 100
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -173,13 +174,25 @@ async def _parse_off_loop(
 async def _submit_all(
     platform: Provider, items: list[Any], runtime: Runtime, trace_id: str
 ) -> list[dict[str, Any]]:
-    """Hand every item to intake, letting the loop serve others every `SUBMIT_BATCH`."""
-    results = []
-    for count, item in enumerate(items, 1):
-        results.append(_submit(platform, item, runtime, trace_id))
-        if count % SUBMIT_BATCH == 0:
-            await asyncio.sleep(0)
-    return results
+    """Hand the alerts to intake (with PostgreSQL: stored before this returns), then one
+    `AlertResult` per item, in order, each decision logged."""
+    alerts = [item for item in items if not isinstance(item, Ignored)]
+    try:
+        outcomes = iter(await runtime.intake.submit_all(alerts, trace_id=trace_id))
+    except Draining:
+        raise _draining() from None
+    except DatabaseUnavailable as exc:
+        runtime.state.record_error("DatabaseUnavailable", str(exc))
+        raise ClientError(
+            503,
+            "database_unavailable",
+            "the state database cannot be reached; nothing was stored: retry later",
+            headers={"Retry-After": DATABASE_RETRY_AFTER_SECONDS},
+        ) from None
+    return [
+        _result(platform, item, None if isinstance(item, Ignored) else next(outcomes))
+        for item in items
+    ]
 
 
 def _parse(platform: Provider, body: bytes, runtime: Runtime) -> tuple[list[Any], int]:
@@ -222,17 +235,11 @@ def _json_problem(exc: Exception) -> list[dict[str, Any]]:
     return [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
 
 
-def _submit(platform: Provider, item: Any, runtime: Runtime, trace_id: str) -> dict[str, Any]:
+def _result(platform: Provider, item: Any, outcome: SubmitOutcome | None) -> dict[str, Any]:
     """One `AlertResult`, as the JSON object it is sent as; the decision is logged."""
-    reason: str | None
-    occurrence: int | None = None
-    if isinstance(item, Ignored):
-        status, reason = AlertStatus.IGNORED, item.reason
+    if outcome is None:
+        status, reason, occurrence = AlertStatus.IGNORED, item.reason, None
     else:
-        try:
-            outcome = runtime.intake.submit(item, trace_id=trace_id)
-        except Draining:
-            raise _draining() from None
         status, reason, occurrence = outcome.status, outcome.reason, outcome.occurrence
     result = {
         "incident_id": item.incident_id,

@@ -3,7 +3,7 @@ a simulated PagerDuty on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from config import Settings, load_settings
 from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
 from demo.simulators.server import serve
+from tests.fakes.postgres import PostgresServer
 
 TEST_SECRETS = {
     "llm_api_key": "sk-test-llm-key-0123456789abcdef",
@@ -55,3 +56,19 @@ async def fake_pd() -> AsyncIterator[tuple[FakePagerDuty, str]]:
     app, fake = make_fake_pagerduty(api_token=TEST_SECRETS["pagerduty_api_token"])
     async with serve(app) as base_url:
         yield fake, base_url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (started on first use)."""
+    server = PostgresServer.start_new()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from config import Settings
 from demo.simulators.server import serve
 from intake import Intake, Limits, queue
+from intake.service import MemoryIntake
 from main import alerts, errors
 from models import Alert, AlertList, AlertState, AlertStatus, Priority, Provider
 from tests.conftest import TEST_SECRETS, SettingsFactory
@@ -73,18 +74,17 @@ class Api:
 
 @dataclass
 class AlertsRuntime:
-    """What `/alerts` reads of the lifespan's `Runtime`: settings, intake, reports."""
+    """What `/alerts` reads of the lifespan's `Runtime`: settings and intake."""
 
     settings: Settings
-    intake: Intake
-    reports: None = None  # no report is read in these tests
+    intake: MemoryIntake
 
 
 def alerts_app(settings: Settings, intake: Intake) -> FastAPI:
     app = FastAPI()
     errors.install(app)
     app.include_router(alerts.router)
-    app.state.runtime = AlertsRuntime(settings, intake)
+    app.state.runtime = AlertsRuntime(settings, MemoryIntake(intake, lambda _name: None))
     return app
 
 

@@ -219,7 +219,7 @@ async def test_config_shows_no_secret_nor_any_prefix(make_settings: SettingsFact
         for length in range(4, len(secret) + 1):
             assert secret[:length] not in text
     body = response.json()
-    assert body["secrets"] == dict.fromkeys(SECRETS, "configured")
+    assert body["secrets"] == {**dict.fromkeys(SECRETS, "configured"), "database_url": "not set"}
     assert body["service_registry"][0] == {
         "name": "api",
         "url": "http://127.0.0.1:9",

@@ -57,6 +57,7 @@ class RunContext:
     final_text: str | None = None  # the model's last words, when a limit ended the run
     budget_exceeded: bool = False
     approver: Approver | None = None  # approve mode: remediation writes go through it
+    nonce: str = ""  # the data blocks' delimiter of this run's conversation (agent.prompt)
 
 
 @dataclass(frozen=True, slots=True)

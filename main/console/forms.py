@@ -101,7 +101,7 @@ async def decision(
         approval = decide(runtime, incident_id, approval_id, choice, who)
     except ClientError as exc:
         return await _refused(request, runtime, session, incident_id, exc)
-    record = runtime.intake.get(incident_id)
+    record = await runtime.intake.get(incident_id)
     latest = record is None or record.occurrence == approval.occurrence
     target = views.incident_path(incident_id, None if latest else approval.occurrence)
     return RedirectResponse(target, status_code=303)
@@ -119,7 +119,7 @@ async def _refused(
 ) -> Response:
     """A decision that could not be taken (404, 409): the incident's page says why (or the
     error page, for an incident intake no longer knows)."""
-    record = runtime.intake.get(incident_id)
+    record = await runtime.intake.get(incident_id)
     if record is None:
         raise exc
     message = exc.detail if isinstance(exc.detail, str) else "the decision was refused"

@@ -58,7 +58,7 @@ async def incidents(request: Request, runtime: RuntimeDep, session: SessionDep) 
     """Every incident: awaiting approval, running, queued, recently finished."""
     return page(
         "incidents.html",
-        board=views.board(runtime),
+        board=await views.board(runtime),
         chrome=chrome(request, runtime, session),
         refresh=REFRESH_SECONDS,
         fallback_refresh=True,
@@ -88,7 +88,7 @@ async def incident(
     occurrence: Occurrence = None,
 ) -> HTMLResponse:
     """One occurrence of an incident (the latest unless `occurrence`)."""
-    record = views.find(runtime, incident_id, occurrence)
+    record = await views.find(runtime, incident_id, occurrence)
     return await incident_page(request, runtime, session, record)
 
 
@@ -102,14 +102,16 @@ async def incident_page(
     status: int = 200,
 ) -> HTMLResponse:
     """The incident page, with `error` above it (a refused decision) and that status."""
-    view = views.incident(runtime, record, error)
+    view = await views.incident(runtime, record, error)
     frame = chrome(request, runtime, session)
+    text = await runtime.intake.report(record)
+    transcript = await runtime.intake.transcript(record)
 
     def build() -> str:
         # Redacting and rendering a long run's conversation takes a while: off the loop.
         return render(
             "incident.html",
-            view=views.finish(view, runtime, record),
+            view=views.finish(view, runtime, record, text, transcript),
             chrome=frame,
             refresh=REFRESH_SECONDS if view.refresh else 0,
             fallback_refresh=view.refresh and not view.pending,

@@ -105,19 +105,21 @@ class Board:
         return not any(section.rows for section in self.sections)
 
 
-def board(runtime: Runtime) -> Board:
+async def board(runtime: Runtime) -> Board:
     """Every incident the console lists, in the order an operator wants them."""
     intake = runtime.intake
-    running = intake.running_records()
+    running = await intake.running(runtime.settings.max_concurrent_alerts)
     waiting = [r for r in running if r.shown_status is AlertStatus.AWAITING_APPROVAL]
     busy = [r for r in running if r.shown_status is not AlertStatus.AWAITING_APPROVAL]
-    queued, _ = intake.queued_page(limit=QUEUED_SHOWN)
+    queued, _ = await intake.queued_page(limit=QUEUED_SHOWN)
     _, queued_count = intake.counts()
+    recent = await intake.recent(RECENT_SHOWN)
+    latest = {r.incident_id: r.occurrence for r in reversed(recent)}  # newest wins
     sections = [
-        Section("awaiting", "Awaiting approval", _rows(runtime, waiting)),
-        Section("running", "Running", _rows(runtime, busy)),
-        Section("queued", "Queued", _rows(runtime, queued), max(queued_count - len(queued), 0)),
-        Section("recent", "Recently finished", _rows(runtime, intake.recent(RECENT_SHOWN))),
+        Section("awaiting", "Awaiting approval", _rows(waiting)),
+        Section("running", "Running", _rows(busy)),
+        Section("queued", "Queued", _rows(queued), max(queued_count - len(queued), 0)),
+        Section("recent", "Recently finished", _rows(recent, latest)),
     ]
     approvals = [
         PendingApproval(
@@ -130,13 +132,14 @@ def board(runtime: Runtime) -> Board:
     return Board(sections, approvals, len(waiting), len(busy), queued_count)
 
 
-def _rows(runtime: Runtime, records: list[AlertRecord]) -> list[Row]:
-    return [Row(summary=r.summary(), href=_href(runtime, r), outcome=r.outcome) for r in records]
+def _rows(records: list[AlertRecord], latest: dict[str, int] | None = None) -> list[Row]:
+    """Rows linking to their incident's page; an occurrence that is not the newest shown
+    (`latest`: the newest occurrence listed per incident) links to its own page."""
+    return [Row(summary=r.summary(), href=_href(r, latest), outcome=r.outcome) for r in records]
 
 
-def _href(runtime: Runtime, record: AlertRecord) -> str:
-    latest = runtime.intake.get(record.incident_id)
-    if latest is None or latest.occurrence == record.occurrence:
+def _href(record: AlertRecord, latest: dict[str, int] | None) -> str:
+    if latest is None or latest.get(record.incident_id, record.occurrence) == record.occurrence:
         return incident_path(record.incident_id)
     return incident_path(record.incident_id, record.occurrence)
 
@@ -202,20 +205,20 @@ class IncidentView:
         )
 
 
-def find(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:
+async def find(runtime: Runtime, incident_id: str, occurrence: int | None) -> AlertRecord:
     """The occurrence the page is about, or a 404."""
-    record = runtime.intake.get(incident_id, occurrence)
+    record = await runtime.intake.get(incident_id, occurrence)
     if record is not None:
         return record
     shown = incident_id[:ECHOED_ID_CHARS]
-    if occurrence is None or runtime.intake.get(incident_id) is None:
+    if occurrence is None or await runtime.intake.get(incident_id) is None:
         raise ClientError(404, "not_found", f"No incident {shown!r} is known to the runtime.")
     raise ClientError(404, "not_found", f"No occurrence {occurrence} of {shown!r} is remembered.")
 
 
-def incident(runtime: Runtime, record: AlertRecord, error: str | None = None) -> IncidentView:
+async def incident(runtime: Runtime, record: AlertRecord, error: str | None = None) -> IncidentView:
     """The page's values that live in intake (read on the event loop)."""
-    latest = runtime.intake.get(record.incident_id) or record
+    latest = await runtime.intake.get(record.incident_id) or record
     detail = record.detail(latest)
     views = [
         ApprovalView(a, describe(a.tool, a.arguments), approval_path(a)) for a in detail.approvals
@@ -243,14 +246,17 @@ def _open(detail: AlertDetail) -> bool:
     return last is not None and datetime.now(UTC) - last < REPORT_GRACE
 
 
-def finish(view: IncidentView, runtime: Runtime, record: AlertRecord) -> IncidentView:
-    """Add the report and the conversation: file reads, redaction and markdown, so call it
-    in a worker thread."""
-    report_file = view.detail.report_file
-    text = runtime.reports.read(report_file) if report_file else None
+def finish(
+    view: IncidentView,
+    runtime: Runtime,
+    record: AlertRecord,
+    text: str | None,
+    transcript: Any,
+) -> IncidentView:
+    """Add the report (`text`) and the conversation (`transcript`): redaction and markdown,
+    so call it in a worker thread."""
     if text is not None:
         view.report = markdown.render(text)
-    transcript = record.transcript
     if transcript is not None:
         shown = transcript.view(
             incident_id=record.incident_id,

@@ -344,7 +344,7 @@ async def test_shutdown_while_waiting_expires_the_approval_and_escalates_the_run
     ) as stack:
         await stack.webhook("generic", alert())
         [approval] = await pending(stack)
-        desk, record = stack.runtime.approvals, stack.runtime.intake.get(INCIDENT)
+        desk, record = stack.runtime.approvals, await stack.runtime.intake.get(INCIDENT)
     # The stack's exit was the SIGTERM: the run was cut off after the grace.
     proposal = desk.get(INCIDENT, approval["approval_id"])
     assert proposal.status == "expired"

@@ -1,0 +1,594 @@
+"""Intake on PostgreSQL (STATE_BACKEND=postgres, CONTRACT §8): the same §3 rules
+(`intake.lifecycle`), the state in the database, shared by every replica.
+
+- `submit_all`: a webhook's alerts are decided and committed in one transaction before its
+  202; the database unreachable is `DatabaseUnavailable` (the webhook answers 503).
+- The dispatcher: woken by `LISTEN` (something queued, a run ended) and at least every
+  `POLL_SECONDS` (a lost notification, a lapsed lease), it claims runs (`store.claim`) and
+  runs each in a task this intake owns.
+- A run holds a lease, renewed every third of RUN_LEASE_SECONDS; its progress (transcript,
+  tool calls, tokens, timeline, what the tools found) is stored at every step, and the
+  notices of late repeats and resolves are taken from the database there. A run whose lease
+  lapsed is taken over by any replica and resumed from its transcript; taken over twice, it
+  is escalated instead.
+- SIGTERM (`stop`): no more claims; runs get the grace, then are handed back (transcript
+  stored, lease released) and queued alerts stay queued for the other replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
+from intake.pg import schema, store
+from intake.pipeline import Draining, Limits
+from intake.records import AlertRecord, SubmitOutcome
+from intake.service import DatabaseUnavailable
+from intake.workers import Runner
+from models import Alert, AlertState, AlertStatus, TimelineStatus
+from telemetry import incident_id_var, trace_id_var
+
+if TYPE_CHECKING:  # the run's own type; intake only carries it
+    from agent.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 300.0
+RETENTION_SECONDS = 30 * 24 * 3600.0  # finished occurrences are kept 30 days
+CONNECT_SECONDS = 60.0  # at startup, how long to wait for the database
+ACQUIRE_SECONDS = 3.0  # a request waits this long for a connection, then answers 503
+TAKEOVERS_ESCALATED = 2  # a run taken over this many times is escalated instead
+
+Finalize = Callable[[AlertRecord, Ending], Awaitable[None]]
+Resume = Callable[[AlertRecord, dict[str, Any]], None]
+
+
+class PgIntake:
+    """Intake whose state is PostgreSQL's; one per replica."""
+
+    def __init__(
+        self,
+        *,
+        conninfo: str,
+        runner: Runner,
+        finalize: Finalize,
+        limits: Limits,
+        lease_seconds: float,
+        restore: Resume,
+        saved: Callable[[AlertRecord], tuple[dict[str, Any] | None, dict[str, Any] | None]],
+        load_transcript: Callable[[dict[str, Any]], Transcript],
+        max_tokens_per_hour: int = 0,
+        pool_size: int = 10,
+    ) -> None:
+        """`restore`: gives a claimed record its run state back (transcript, what the tools
+        found); `saved`: a record's (transcript, run state) to store."""
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=2,
+            max_size=pool_size,
+            open=False,
+            timeout=ACQUIRE_SECONDS,
+            kwargs={"autocommit": True},
+        )
+        self._conninfo = conninfo
+        self._runner = runner
+        self._finalize = finalize
+        self._limits = limits
+        self._lease = lease_seconds
+        self._restore = restore
+        self._saved = saved
+        self._load_transcript = load_transcript
+        self._counts = (0, 0)  # (running, queued) over all replicas, as of the last tick
+        self._max_tokens_per_hour = max_tokens_per_hour
+        self._windows = Windows(
+            dedup=limits.dedup_window_seconds, grace=limits.resolve_grace_seconds
+        )
+        self._accepting = True
+        self._stopped = False
+        self._wake = asyncio.Event()
+        self._runs: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._records: dict[tuple[str, int], AlertRecord] = {}
+        self._spent: dict[tuple[str, int], int] = {}  # tokens stored so far, per run
+        self._side: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.received = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PgIntake:
+        await self._pool.open(wait=True, timeout=CONNECT_SECONDS)
+        async with self._pool.connection() as conn:
+            await schema.migrate(conn)
+        self._tasks = [
+            asyncio.create_task(self._dispatch_forever(), name="pg-dispatch"),
+            asyncio.create_task(self._listen_forever(), name="pg-listen"),
+            asyncio.create_task(self._renew_forever(), name="pg-leases"),
+            asyncio.create_task(self._tick_forever(), name="pg-tick"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close(grace_seconds=0)
+
+    async def stop(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
+        """SIGTERM: claim nothing more; give runs `grace_seconds`, then hand them back."""
+        if self._stopped:
+            return
+        self._accepting, self._stopped = False, True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        runs = list(self._runs.values())
+        if runs:
+            await asyncio.wait(runs, timeout=grace_seconds)
+        late = [task for task in self._runs.values() if not task.done()]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            with contextlib.suppress(psycopg.Error):
+                async with self._pool.connection() as conn:
+                    count = await store.hand_back(conn, self.owner)
+                logger.warning("handed %d unfinished run(s) back at shutdown", count)
+
+    async def settle(self, *, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self._side:
+                    await asyncio.wait(list(self._side))
+
+    async def close(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
+        await self.stop(grace_seconds=grace_seconds, cleanup_seconds=cleanup_seconds)
+        await self.settle(seconds=cleanup_seconds)
+        for task in list(self._side):
+            task.cancel()
+        await asyncio.gather(*self._side, return_exceptions=True)
+        await self._pool.close()
+
+    async def drain(self) -> None:
+        self._accepting = False
+
+    async def resume(self) -> None:
+        self._accepting = not self._stopped
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or running anywhere and this replica's endings are done."""
+        while True:
+            running, queued = await self.counts_now()
+            if not running and not queued and not self._side and not self._runs:
+                return
+            self._wake.set()
+            await asyncio.sleep(0.02)
+
+    # -- submit ------------------------------------------------------------------------------
+
+    async def submit_all(self, alerts: Sequence[Alert], *, trace_id: str) -> list[SubmitOutcome]:
+        """Decide and store every alert of one webhook in one transaction (before its 202)."""
+        if not self._accepting:
+            raise Draining
+        self.received += len(alerts)
+        for attempt in (1, 2):  # a connection the database dropped fails once, then a new one
+            endings: list[tuple[AlertRecord, Ending]] = []
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    await store.lock_incidents(conn, [a.incident_id for a in alerts])
+                    outcomes = [await self._decide(conn, a, trace_id, endings) for a in alerts]
+                    if any(o.status is AlertStatus.QUEUED for o in outcomes):
+                        await conn.execute(f"NOTIFY {store.CHANNEL}")
+                break
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise DatabaseUnavailable(str(exc).split("\n", 1)[0]) from exc
+        for record, ending in endings:
+            self._end(record, ending)
+        return outcomes
+
+    async def _decide(
+        self,
+        conn: psycopg.AsyncConnection,
+        alert: Alert,
+        trace_id: str,
+        endings: list[tuple[AlertRecord, Ending]],
+    ) -> SubmitOutcome:
+        latest = await store.latest(conn, alert.incident_id)
+        if alert.state is AlertState.RESOLVED:
+            return await self._resolve(conn, alert, latest, endings)
+        verdict = on_firing(latest, alert.started_at, time.time(), self._windows)
+        if latest is None or verdict is Firing.OPEN:
+            return await self._open(conn, alert, trace_id, latest, endings)
+        if verdict is Firing.STILL_FIRING:
+            record = await self._load(conn, latest)
+            record.repeats += 1
+            record.still_firing = True
+            finished = record.finished_at or time.time()
+            record.status, record.reason = AlertStatus.ESCALATED, "still_firing"
+            record.mark(
+                TimelineStatus.STILL_FIRING,
+                f"still firing {time.time() - finished:.0f}s after the fix",
+            )
+            await store.update(conn, record)
+            endings.append((record, Ending.STILL_FIRING))
+            return SubmitOutcome(AlertStatus.ESCALATED, "still_firing", latest.occurrence)
+        notice = None
+        if verdict is Firing.RUNNING:
+            notice = f"{latest.repeats + 1} repeat notification(s) arrived; latest: {alert.summary}"
+        await store.add_repeat(conn, latest, notice)
+        return SubmitOutcome(AlertStatus.DEDUPLICATED, verdict.value, latest.occurrence)
+
+    async def _open(
+        self,
+        conn: psycopg.AsyncConnection,
+        alert: Alert,
+        trace_id: str,
+        latest: store.Latest | None,
+        endings: list[tuple[AlertRecord, Ending]],
+    ) -> SubmitOutcome:
+        record = AlertRecord(alert, trace_id=trace_id, enqueued_at=time.time(), seq=0)
+        record.occurrence = 1 if latest is None else latest.occurrence + 1
+        refusal = await self._refusal(conn, record)
+        if refusal is None:
+            record.move(AlertStatus.QUEUED)
+        else:
+            record.move(AlertStatus.QUEUED)
+            record.move(AlertStatus.ESCALATED, refusal)
+            record.finished_at = time.time()
+        record.seq = await store.insert(conn, record)
+        if refusal is not None:
+            endings.append((record, Ending.CLOSE))
+            return SubmitOutcome(AlertStatus.ESCALATED, refusal, record.occurrence)
+        return SubmitOutcome(AlertStatus.QUEUED, None, record.occurrence)
+
+    async def _refusal(self, conn: psycopg.AsyncConnection, record: AlertRecord) -> str | None:
+        if record.service is None:
+            return "unknown_service"
+        ceiling = self._max_tokens_per_hour
+        if ceiling > 0 and await store.tokens_last_hour(conn) >= ceiling:
+            return "hourly_token_budget"
+        if await store.queued_count(conn) >= self._limits.queue_size:
+            return "queue_full"
+        return None
+
+    async def _resolve(
+        self,
+        conn: psycopg.AsyncConnection,
+        alert: Alert,
+        latest: store.Latest | None,
+        endings: list[tuple[AlertRecord, Ending]],
+    ) -> SubmitOutcome:
+        verdict = on_resolved(latest, alert.started_at, auto_resolve=self._limits.auto_resolve)
+        if latest is None or verdict in (Resolution.STALE, Resolution.REPEATED):
+            occurrence = None if latest is None else latest.occurrence
+            return SubmitOutcome(AlertStatus.IGNORED, verdict.value, occurrence)
+        record = await self._load(conn, latest)
+        record.resolved_upstream = True
+        if verdict is Resolution.RUNNING:
+            record.mark(TimelineStatus.RESOLVED_UPSTREAM, "during the run")
+            await store.update(conn, record)
+            await store.notify_run(
+                conn,
+                latest,
+                f"The monitoring platform reports this incident as resolved: {alert.summary}",
+            )
+            return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
+        if verdict is Resolution.QUEUED:
+            record.move(AlertStatus.RESOLVED, verdict.value)
+            record.finished_at = time.time()
+            await store.update(conn, record)
+            endings.append((record, Ending.CLOSE))
+            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
+        record.mark(TimelineStatus.RESOLVED_UPSTREAM)
+        await store.update(conn, record)
+        if verdict is Resolution.AUTO_RESOLVE:
+            endings.append((record, Ending.AUTO_RESOLVE))
+            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
+        endings.append((record, Ending.RESOLVED_UPSTREAM))
+        return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
+
+    async def _load(self, conn: psycopg.AsyncConnection, latest: store.Latest) -> AlertRecord:
+        rows = await store.fetch_record(conn, latest.incident_id, latest.occurrence)
+        return store.record_of(rows[0])
+
+    # -- dispatch and runs -------------------------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        """Wake the dispatcher on every NOTIFY; reconnect after a database outage."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {store.CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                logger.debug("LISTEN connection lost: %s", exc)
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self._claim_one():
+                    pass
+            except psycopg.Error as exc:
+                logger.warning("dispatch: database unavailable: %s", str(exc)[:200])
+
+    async def _claim_one(self) -> bool:
+        async with self._pool.connection() as conn:
+            claim = await store.claim(
+                conn,
+                owner=self.owner,
+                limit=self._limits.concurrency,
+                lease_seconds=self._lease,
+                ttl_seconds=self._limits.ttl_seconds,
+            )
+        if claim is None:
+            return False
+        record = store.record_of(claim.row)
+        key = (record.incident_id, record.occurrence)
+        if claim.row.get("transcript") is not None or claim.row.get("run_state") is not None:
+            self._restore(
+                record, {"transcript": claim.row["transcript"], **(claim.row["run_state"] or {})}
+            )
+        for notice in claim.row.get("notices") or ():
+            record.notify(notice)
+        self._spent[key] = record.tokens.total if record.turns else 0
+        if claim.takeover and claim.row["takeovers"] >= TAKEOVERS_ESCALATED:
+            logger.error("run taken over %d times: escalating", claim.row["takeovers"])
+            await self._finish(record, AlertStatus.ESCALATED, "taken_over_twice", finalize=True)
+            return True
+        if claim.takeover or claim.handed_back:
+            how = (
+                "taken over (its replica stopped renewing the lease)"
+                if claim.takeover
+                else ("resumed (handed back at a replica's shutdown)")
+            )
+            record.mark(TimelineStatus.RUNNING, f"{how}; resumed from the stored transcript")
+        self._records[key] = record
+        self._runs[key] = asyncio.create_task(self._run(record), name=record.incident_id)
+        return True
+
+    async def _run(self, record: AlertRecord) -> None:
+        key = (record.incident_id, record.occurrence)
+        trace_id_var.set(record.trace_id)
+        incident_id_var.set(record.incident_id)
+        try:
+            try:
+                status: AlertStatus | None = await self._runner(record)
+            except asyncio.CancelledError:
+                await self._save_progress(record)  # handed back: what was done is kept
+                raise
+            except LeaseLost:
+                logger.warning("lease lost: another replica took the run over")
+                return
+            except Exception:
+                logger.exception("agent run failed; escalating")
+                status = None
+            if status is None:
+                await self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
+            else:
+                await self._finish(record, status, record.reason, finalize=record.handoff)
+                escalated = status is AlertStatus.ESCALATED
+                if escalated and record.resolved_upstream and self._limits.auto_resolve:
+                    self._end(record, Ending.AUTO_RESOLVE)
+        finally:
+            self._runs.pop(key, None)
+            self._records.pop(key, None)
+            self._spent.pop(key, None)
+            self._wake.set()
+
+    async def checkpoint(self, record: AlertRecord) -> None:
+        """Store a run's progress and deliver the notices that arrived for it; `LeaseLost`
+        when another replica holds the run now."""
+        key = (record.incident_id, record.occurrence)
+        transcript, run_state = self._saved(record)
+        total = record.tokens.total
+        spent = total - self._spent.get(key, 0)
+        async with self._pool.connection() as conn:
+            notices = await store.checkpoint(
+                conn,
+                record,
+                owner=self.owner,
+                transcript=transcript,
+                run_state=run_state,
+                new_tokens=spent,
+            )
+        if notices is None:
+            raise LeaseLost(record.incident_id)
+        self._spent[key] = total
+        for notice in notices:
+            record.notify(notice)
+
+    async def _save_progress(self, record: AlertRecord) -> None:
+        with contextlib.suppress(psycopg.Error, LeaseLost):
+            async with asyncio.timeout(5):
+                await self.checkpoint(record)
+
+    async def _finish(
+        self, record: AlertRecord, status: AlertStatus, reason: str | None, *, finalize: bool
+    ) -> None:
+        record.move(status, reason)
+        record.finished_at = time.time()
+        transcript, run_state = self._saved(record)
+        async with self._pool.connection() as conn:
+            stored = await store.finish_run(
+                conn, record, owner=self.owner, transcript=transcript, run_state=run_state
+            )
+            await conn.execute(f"NOTIFY {store.CHANNEL}")
+        if not stored:
+            logger.warning("run's end not stored: another replica holds it now")
+            return
+        if finalize:
+            self._end(record, Ending.CLOSE)
+
+    def _end(self, record: AlertRecord, ending: Ending) -> None:
+        task = asyncio.create_task(self._ending(record, ending), name=record.incident_id)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _ending(self, record: AlertRecord, ending: Ending) -> None:
+        """Page and report (or add to the report: the reports are the database's), then
+        store what it changed."""
+        trace_id_var.set(record.trace_id)
+        incident_id_var.set(record.incident_id)
+        try:
+            await self._finalize(record, ending)  # its report is stored as it is written
+        except Exception:
+            logger.exception("%s of %s failed", ending.value, record.incident_id)
+
+    # -- reports -----------------------------------------------------------------------------
+
+    async def save_report(self, record: AlertRecord, name: str, text: str) -> None:
+        """A report was written (`ReportWriter`): it is the occurrence's, on every replica."""
+        async with self._pool.connection() as conn:
+            await store.save_report(conn, record, name, text)
+
+    async def report(self, record: AlertRecord) -> str | None:
+        async with self._pool.connection() as conn:
+            text: str | None = await store.column(
+                conn, "report", record.incident_id, record.occurrence
+            )
+            return text
+
+    async def transcript(self, record: AlertRecord) -> Transcript | None:
+        """The run's conversation (a live run's as recorded on this replica so far)."""
+        local = self._records.get((record.incident_id, record.occurrence))
+        if local is not None and local.transcript is not None:
+            return local.transcript
+        async with self._pool.connection() as conn:
+            data = await store.column(conn, "transcript", record.incident_id, record.occurrence)
+        return None if data is None else self._load_transcript(data)
+
+    # -- time --------------------------------------------------------------------------------
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if not self._runs:
+                continue
+            try:
+                async with self._pool.connection() as conn:
+                    held = await store.renew(conn, self.owner, self._lease)
+            except psycopg.Error as exc:
+                logger.warning("could not renew run leases: %s", str(exc)[:200])
+                continue
+            for key, task in list(self._runs.items()):
+                if key not in held and not task.done():
+                    logger.error("lost the lease of %s#%d: stopping its run", *key)
+                    task.cancel()
+
+    async def _tick_forever(self) -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(self._limits.tick_seconds)
+            try:
+                async with self._pool.connection() as conn:
+                    expired = await store.expire_due(conn, self._limits.ttl_seconds)
+                    self._counts = await store.counts(conn)
+                    if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
+                        last_prune = time.monotonic()
+                        await store.prune(conn, RETENTION_SECONDS)
+            except psycopg.Error as exc:
+                logger.warning("tick: database unavailable: %s", str(exc)[:200])
+                continue
+            for row in expired:
+                record = store.record_of(row)
+                logger.warning("alert expired in queue", extra={"incident_id": record.incident_id})
+                self._end(record, Ending.CLOSE)
+
+    # -- views -------------------------------------------------------------------------------
+
+    async def get(self, incident_id: str, occurrence: int | None = None) -> AlertRecord | None:
+        async with self._pool.connection() as conn:
+            rows = await store.fetch_record(conn, incident_id, occurrence)
+        if not rows:
+            return None
+        records = [store.record_of(row) for row in rows]
+        for newer, older in zip(records, records[1:], strict=False):
+            newer.previous = older
+        local = self._records.get((incident_id, records[0].occurrence))
+        return local or records[0]
+
+    async def running(self, limit: int) -> list[AlertRecord]:
+        rows = await self._listing("status = 'running'", "seq", limit)
+        return [
+            self._records.get((r["incident_id"], r["occurrence"])) or store.record_of(r)
+            for r in rows
+        ]
+
+    async def queued_page(
+        self, *, limit: int, after: int | None = None
+    ) -> tuple[list[AlertRecord], int | None]:
+        """One page of the queue in queue order; `after`: the `order` of the last one shown."""
+        where = "status = 'queued'"
+        params: tuple[Any, ...] = ()
+        if after is not None:
+            where += " AND (priority_rank, seq) > (%s, %s)"
+            params = ((after >> 48) + 1, after & ((1 << 48) - 1))
+        rows = await self._listing(where, "priority_rank, seq", limit + 1, params)
+        records = [store.record_of(row) for row in rows[:limit]]
+        return records, records[-1].order if len(rows) > limit else None
+
+    async def recent(self, limit: int) -> list[AlertRecord]:
+        rows = await self._listing("finished_at IS NOT NULL", "finished_at DESC", limit)
+        return [store.record_of(row) for row in rows]
+
+    async def _listing(
+        self, where: str, order: str, limit: int, params: tuple[Any, ...] = ()
+    ) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return await store.listing(conn, where, order, limit, params)
+
+    def counts(self) -> tuple[int, int]:
+        """(running, queued) over every replica, as of the last tick (at most a second old)."""
+        return self._counts
+
+    def stats(self) -> dict[str, Any]:
+        running, queued = self._counts
+        return {
+            "running": running,
+            "queued": queued,
+            "limit": self._limits.concurrency,
+            "queue_max": self._limits.queue_size,
+            "draining": not self._accepting,
+            "total_received": self.received,
+        }
+
+    async def counts_now(self) -> tuple[int, int]:
+        async with self._pool.connection() as conn:
+            self._counts = await store.counts(conn)
+        return self._counts
+
+    async def probe(self) -> str | None:
+        """A round trip to the database (raises when it cannot be reached)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT current_setting('server_version')")
+            row = await cursor.fetchone()
+        stats = self._pool.get_stats()
+        return f"PostgreSQL {row[0] if row else '?'}; pool {stats.get('pool_size', 0)} connections"
+
+
+class LeaseLost(Exception):
+    """Another replica holds this run now; this one must stop without writing."""
+
+
+__all__ = ["DatabaseUnavailable", "LeaseLost", "PgIntake"]

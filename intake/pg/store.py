@@ -1,0 +1,489 @@
+"""The SQL of STATE_BACKEND=postgres: every read and write of intake's state, one place.
+
+Correctness across replicas comes from the database, never from timing:
+- an alert is decided under a transaction-scoped advisory lock on its incident, so one
+  incident's alerts are decided one after the other whichever replica received them; a
+  webhook's alerts take their locks in one global order (no deadlock between replicas);
+- opening an occurrence counts the queue under the queue lock, so MAX_QUEUE_SIZE is exact;
+- starting a run happens under the dispatch lock: the count of running rows and the choice
+  of the next (best priority, then oldest, whose service has no run) are one decision, so
+  MAX_CONCURRENT_ALERTS and one-run-per-service hold over all replicas;
+- a run's writes name its lease owner (`WHERE lease_owner = me`): a replica that lost its
+  lease (another took the run over) can no longer change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from intake.records import AlertRecord
+from models import Alert, AlertStatus, Priority
+
+QUEUE_LOCK = 0x5E_A6_E7_02
+DISPATCH_LOCK = 0x5E_A6_E7_03
+CHANNEL = "sre_agent_queue"  # NOTIFY: something was queued or a run slot was freed
+
+# What the lifecycle rules and the API read: everything but the big columns.
+_COLUMNS = """incident_id, occurrence, seq, service, priority, status, reason, started_at,
+    enqueued_at, finished_at, still_firing, resolved_upstream, repeats, trace_id, alert,
+    timeline, turns, tokens, tool_calls, outcome, report_file, paged_as, handoff,
+    lease_owner, takeovers"""
+_RUN_COLUMNS = _COLUMNS + ", transcript, run_state, notices"
+
+
+def lock_key(incident_id: str) -> int:
+    """The incident's advisory lock key: a stable signed 64-bit hash of its id."""
+    digest = hashlib.blake2b(incident_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def record_of(row: dict[str, Any]) -> AlertRecord:
+    """An occurrence's row as an `AlertRecord` (no run state, no transcript)."""
+    alert = Alert.model_validate(row["alert"])
+    return AlertRecord.restored(
+        alert,
+        row,
+        occurrence=row["occurrence"],
+        trace_id=row["trace_id"],
+        enqueued_at=row["enqueued_at"],
+        seq=row["seq"],
+    )
+
+
+def _state_columns(record: AlertRecord) -> dict[str, Any]:
+    state = record.state()
+    for name in ("tokens", "tool_calls", "timeline"):
+        state[name] = Jsonb(state[name])
+    return state
+
+
+@dataclass(slots=True)
+class Latest:
+    """What the lifecycle rules read of an incident's latest occurrence (`Latest`)."""
+
+    incident_id: str
+    occurrence: int
+    status: AlertStatus
+    started_at: Any
+    finished_at: float | None
+    turns: int
+    resolved_upstream: bool
+    still_firing: bool
+    repeats: int
+
+    @property
+    def agent_resolved(self) -> bool:
+        return self.status is AlertStatus.RESOLVED and self.turns > 0
+
+
+async def lock_incidents(conn: AsyncConnection, incident_ids: Sequence[str]) -> None:
+    """Take the incidents' advisory locks, in one global order, until the transaction ends."""
+    for key in sorted({lock_key(i) for i in incident_ids}):
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+async def latest(conn: AsyncConnection, incident_id: str) -> Latest | None:
+    cursor = await conn.execute(
+        """SELECT occurrence, status, started_at, finished_at, turns, resolved_upstream,
+                  still_firing, repeats
+           FROM occurrences WHERE incident_id = %s
+           ORDER BY occurrence DESC LIMIT 1 FOR UPDATE""",
+        (incident_id,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    return Latest(incident_id, row[0], AlertStatus(row[1]), *row[2:])
+
+
+async def queued_count(conn: AsyncConnection) -> int:
+    """Queued occurrences, counted under the queue lock (held until the transaction ends)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (QUEUE_LOCK,))
+    cursor = await conn.execute("SELECT count(*) FROM occurrences WHERE status = 'queued'")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def tokens_last_hour(conn: AsyncConnection) -> int:
+    cursor = await conn.execute(
+        "SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE at > now() - interval '1 hour'"
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def insert(conn: AsyncConnection, record: AlertRecord) -> int:
+    """Store a new occurrence; its queue position (`seq`)."""
+    alert = record.alert
+    cursor = await conn.execute(
+        """INSERT INTO occurrences (incident_id, occurrence, service, priority, priority_rank,
+               status, reason, started_at, enqueued_at, finished_at, trace_id, alert, timeline,
+               handoff)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           RETURNING seq""",
+        (
+            record.incident_id,
+            record.occurrence,
+            record.service,
+            record.priority.value,
+            record.priority.rank,
+            record.status.value,
+            record.reason,
+            record.started_at,
+            record.enqueued_at,
+            record.finished_at,
+            record.trace_id,
+            Jsonb(alert.model_dump(mode="json")),
+            Jsonb(record.state()["timeline"]),
+            record.handoff,
+        ),
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def add_repeat(conn: AsyncConnection, latest: Latest, notice: str | None) -> None:
+    """One more repeat of the latest occurrence; `notice`: for its running agent."""
+    await conn.execute(
+        """UPDATE occurrences SET repeats = repeats + 1,
+               notices = CASE WHEN %s::text IS NULL THEN notices ELSE notices || %s END
+           WHERE incident_id = %s AND occurrence = %s""",
+        (notice, Jsonb([notice]), latest.incident_id, latest.occurrence),
+    )
+
+
+async def notify_run(conn: AsyncConnection, latest: Latest, notice: str) -> None:
+    await conn.execute(
+        """UPDATE occurrences SET notices = notices || %s
+           WHERE incident_id = %s AND occurrence = %s""",
+        (Jsonb([notice]), latest.incident_id, latest.occurrence),
+    )
+
+
+async def update(conn: AsyncConnection, record: AlertRecord, *, owner: str | None = None) -> bool:
+    """Write a record's state back; with `owner`, only while that replica holds its lease.
+    False when nothing was written (the lease was lost)."""
+    columns = _state_columns(record)
+    assignments = ", ".join(f"{name} = %({name})s" for name in columns)
+    fence = " AND lease_owner = %(owner)s" if owner is not None else ""
+    cursor = await conn.execute(
+        f"UPDATE occurrences SET {assignments} "
+        f"WHERE incident_id = %(incident_id)s AND occurrence = %(occurrence)s{fence}",
+        {
+            **columns,
+            "incident_id": record.incident_id,
+            "occurrence": record.occurrence,
+            "owner": owner,
+        },
+    )
+    return cursor.rowcount == 1
+
+
+async def save_report(conn: AsyncConnection, record: AlertRecord, name: str, text: str) -> None:
+    await conn.execute(
+        """UPDATE occurrences SET report = %s, report_file = %s, outcome = %s, paged_as = %s
+           WHERE incident_id = %s AND occurrence = %s""",
+        (text, name, record.outcome, record.paged_as, record.incident_id, record.occurrence),
+    )
+
+
+async def fetch_record(
+    conn: AsyncConnection, incident_id: str, occurrence: int | None
+) -> list[dict[str, Any]]:
+    """The rows of an incident, newest first, from `occurrence` (the latest when None)."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_COLUMNS}, report IS NOT NULL AS has_report, "
+            "transcript IS NOT NULL AS has_transcript FROM occurrences "
+            "WHERE incident_id = %s ORDER BY occurrence DESC",
+            (incident_id,),
+        )
+        rows = await cursor.fetchall()
+    if occurrence is not None:
+        rows = [r for r in rows if r["occurrence"] <= occurrence]
+        if not rows or rows[0]["occurrence"] != occurrence:
+            return []
+    return rows
+
+
+async def column(conn: AsyncConnection, name: str, incident_id: str, occurrence: int) -> Any:
+    """One big column (`report`, `transcript`) of one occurrence."""
+    assert name in ("report", "transcript")
+    cursor = await conn.execute(
+        f"SELECT {name} FROM occurrences WHERE incident_id = %s AND occurrence = %s",
+        (incident_id, occurrence),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
+async def listing(
+    conn: AsyncConnection, where: str, order: str, limit: int, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_COLUMNS} FROM occurrences WHERE {where} ORDER BY {order} LIMIT %s",
+            (*params, limit),
+        )
+        return await cursor.fetchall()
+
+
+async def counts(conn: AsyncConnection) -> tuple[int, int]:
+    cursor = await conn.execute(
+        """SELECT count(*) FILTER (WHERE status = 'running'),
+                  count(*) FILTER (WHERE status = 'queued')
+           FROM occurrences WHERE status IN ('running', 'queued')"""
+    )
+    row = await cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Claim:
+    """A run this replica is to execute: a new one, or one taken over (`takeover`)."""
+
+    row: dict[str, Any]
+    takeover: bool
+    handed_back: bool
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    ttl_seconds: float,
+) -> Claim | None:
+    """Under the dispatch lock: a run whose lease lapsed (or was handed back), else the
+    best queued occurrence whose service is free while fewer than `limit` run. None: no
+    run to start now."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DISPATCH_LOCK,))
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(
+                f"""SELECT {_RUN_COLUMNS} FROM occurrences
+                    WHERE status = 'running'
+                      AND (lease_owner IS NULL OR lease_expires < now())
+                    ORDER BY lease_expires NULLS FIRST LIMIT 1
+                    FOR UPDATE SKIP LOCKED"""
+            )
+            lapsed = await cursor.fetchone()
+            if lapsed is not None:
+                handed_back = lapsed["lease_owner"] is None
+                await conn.execute(
+                    """UPDATE occurrences SET lease_owner = %s,
+                           lease_expires = now() + make_interval(secs => %s),
+                           takeovers = takeovers + %s
+                       WHERE incident_id = %s AND occurrence = %s""",
+                    (
+                        owner,
+                        lease_seconds,
+                        0 if handed_back else 1,
+                        lapsed["incident_id"],
+                        lapsed["occurrence"],
+                    ),
+                )
+                lapsed["takeovers"] += 0 if handed_back else 1
+                return Claim(lapsed, takeover=not handed_back, handed_back=handed_back)
+            await cursor.execute("SELECT count(*) AS n FROM occurrences WHERE status = 'running'")
+            running = await cursor.fetchone()
+            if running is not None and running["n"] >= limit:
+                return None
+            await cursor.execute(
+                f"""SELECT {_RUN_COLUMNS} FROM occurrences q
+                    WHERE q.status = 'queued' AND q.enqueued_at >= %s
+                      AND NOT EXISTS (SELECT 1 FROM occurrences r
+                                      WHERE r.status = 'running' AND r.service = q.service)
+                    ORDER BY q.priority_rank, q.seq LIMIT 1
+                    FOR UPDATE SKIP LOCKED""",
+                (time.time() - ttl_seconds,),
+            )
+            queued = await cursor.fetchone()
+            if queued is None:
+                return None
+            step = [time.time(), AlertStatus.RUNNING.value, None]
+            await conn.execute(
+                """UPDATE occurrences SET status = 'running', lease_owner = %s,
+                       lease_expires = now() + make_interval(secs => %s),
+                       timeline = timeline || %s
+                   WHERE incident_id = %s AND occurrence = %s""",
+                (
+                    owner,
+                    lease_seconds,
+                    Jsonb([step]),
+                    queued["incident_id"],
+                    queued["occurrence"],
+                ),
+            )
+            queued["status"] = AlertStatus.RUNNING.value
+            queued["timeline"] = [*queued["timeline"], step]
+            return Claim(queued, takeover=False, handed_back=False)
+
+
+async def checkpoint(
+    conn: AsyncConnection,
+    record: AlertRecord,
+    *,
+    owner: str,
+    transcript: dict[str, Any] | None,
+    run_state: dict[str, Any] | None,
+    new_tokens: int,
+) -> list[str] | None:
+    """Store a run's progress (fenced by its lease) and take the notices that arrived for
+    it; None when the lease is no longer this replica's. What intake wrote meanwhile (a
+    timeline entry, the platform's resolve) is taken into the record, never overwritten."""
+    async with conn.transaction():
+        stored = await _run_row(conn, record, owner)
+        if stored is None:
+            return None
+        notices, timeline, resolved_upstream = stored
+        record.resolved_upstream = record.resolved_upstream or resolved_upstream
+        columns = _state_columns(record)
+        await conn.execute(
+            """UPDATE occurrences SET turns = %s, tokens = %s, tool_calls = %s, timeline = %s,
+                   transcript = %s, run_state = %s, notices = '[]'
+               WHERE incident_id = %s AND occurrence = %s""",
+            (
+                columns["turns"],
+                columns["tokens"],
+                columns["tool_calls"],
+                Jsonb(record.merge_timeline(timeline)),
+                None if transcript is None else Jsonb(transcript),
+                None if run_state is None else Jsonb(run_state),
+                record.incident_id,
+                record.occurrence,
+            ),
+        )
+        if new_tokens > 0:
+            await conn.execute("INSERT INTO token_usage (tokens) VALUES (%s)", (new_tokens,))
+        return list(notices or [])
+
+
+async def finish_run(
+    conn: AsyncConnection,
+    record: AlertRecord,
+    *,
+    owner: str,
+    transcript: dict[str, Any] | None,
+    run_state: dict[str, Any] | None,
+) -> bool:
+    """A run's end: its terminal status and everything the run owns, fenced by its lease;
+    intake's writes meanwhile are merged in. False when the lease was lost."""
+    async with conn.transaction():
+        stored = await _run_row(conn, record, owner)
+        if stored is None:
+            return False
+        _notices, timeline, resolved_upstream = stored
+        record.resolved_upstream = record.resolved_upstream or resolved_upstream
+        columns = _state_columns(record)
+        await conn.execute(
+            """UPDATE occurrences SET status = %s, reason = %s, finished_at = %s, turns = %s,
+                   tokens = %s, tool_calls = %s, timeline = %s, outcome = %s, handoff = %s,
+                   resolved_upstream = %s,
+                   transcript = coalesce(%s, transcript), run_state = coalesce(%s, run_state)
+               WHERE incident_id = %s AND occurrence = %s""",
+            (
+                columns["status"],
+                columns["reason"],
+                columns["finished_at"],
+                columns["turns"],
+                columns["tokens"],
+                columns["tool_calls"],
+                Jsonb(record.merge_timeline(timeline)),
+                columns["outcome"],
+                columns["handoff"],
+                record.resolved_upstream,
+                None if transcript is None else Jsonb(transcript),
+                None if run_state is None else Jsonb(run_state),
+                record.incident_id,
+                record.occurrence,
+            ),
+        )
+        return True
+
+
+async def _run_row(
+    conn: AsyncConnection, record: AlertRecord, owner: str | None
+) -> tuple[list[str], list[list[Any]], bool] | None:
+    fence = "lease_owner = %s" if owner is not None else "(lease_owner IS NULL OR %s IS NULL)"
+    cursor = await conn.execute(
+        f"""SELECT notices, timeline, resolved_upstream FROM occurrences
+            WHERE incident_id = %s AND occurrence = %s AND {fence} FOR UPDATE""",
+        (record.incident_id, record.occurrence, owner),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+async def renew(conn: AsyncConnection, owner: str, lease_seconds: float) -> set[tuple[str, int]]:
+    """Extend every lease this replica holds; the runs it still holds."""
+    cursor = await conn.execute(
+        """UPDATE occurrences SET lease_expires = now() + make_interval(secs => %s)
+           WHERE status = 'running' AND lease_owner = %s
+           RETURNING incident_id, occurrence""",
+        (lease_seconds, owner),
+    )
+    return {(r[0], r[1]) for r in await cursor.fetchall()}
+
+
+async def hand_back(conn: AsyncConnection, owner: str) -> int:
+    """SIGTERM: release this replica's leases so another replica resumes the runs at once."""
+    cursor = await conn.execute(
+        """UPDATE occurrences SET lease_owner = NULL, lease_expires = NULL
+           WHERE status = 'running' AND lease_owner = %s""",
+        (owner,),
+    )
+    return cursor.rowcount
+
+
+async def expire_due(conn: AsyncConnection, ttl_seconds: float) -> list[dict[str, Any]]:
+    """Queued occurrences older than the TTL, now expired (each by exactly one replica)."""
+    now = time.time()
+    step = Jsonb([[now, AlertStatus.EXPIRED.value, "ttl"]])
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"""UPDATE occurrences SET status = 'expired', reason = 'ttl', finished_at = %s,
+                   timeline = timeline || %s
+                WHERE status = 'queued' AND enqueued_at < %s
+                RETURNING {_COLUMNS}""",
+            (now, step, now - ttl_seconds),
+        )
+        return await cursor.fetchall()
+
+
+async def prune(conn: AsyncConnection, retention_seconds: float) -> int:
+    """Forget finished occurrences (and their approvals) past the retention."""
+    horizon = time.time() - retention_seconds
+    cursor = await conn.execute(
+        """WITH gone AS (DELETE FROM occurrences
+                         WHERE finished_at IS NOT NULL AND finished_at < %s
+                           AND status NOT IN ('queued', 'running')
+                         RETURNING incident_id, occurrence)
+           DELETE FROM approvals a USING gone
+           WHERE a.incident_id = gone.incident_id AND a.occurrence = gone.occurrence""",
+        (horizon,),
+    )
+    await conn.execute("DELETE FROM token_usage WHERE at < now() - interval '2 hours'")
+    return cursor.rowcount
+
+
+def priority_rank(priority: str) -> int:
+    return Priority(priority).rank
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -1,0 +1,222 @@
+"""Intake on a real PostgreSQL server (CONTRACT §8): the §3 rules across replicas, durable.
+
+Several `PgIntake`s on one database are several replicas; a `FakeRunner` shared by them
+sees every run of every replica, so its live checks (one run per service, at most the
+limit) hold across replicas. Runs are released by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from agent.resume import restore, saved
+from agent.transcript import Transcript
+from intake import Ending, Limits
+from intake.pg.service import PgIntake
+from intake.service import DatabaseUnavailable
+from models import Alert, AlertState, AlertStatus, Priority, Provider
+from tests.fakes.postgres import PostgresServer
+from tests.fakes.runner import FakeRunner, RecordingFinalizer
+
+
+def alert(
+    incident: str,
+    service: str | None = "api",
+    *,
+    priority: Priority = Priority.P3,
+    state: AlertState = AlertState.FIRING,
+    summary: str | None = None,
+) -> Alert:
+    return Alert(
+        incident_id=f"generic:{incident}",
+        provider=Provider.GENERIC,
+        service=service,
+        priority=priority,
+        state=state,
+        summary=summary or f"summary of {incident}",
+    )
+
+
+def replica(
+    url: str,
+    runner: Callable[..., Any],
+    finalizer: RecordingFinalizer,
+    *,
+    lease_seconds: float = 30,
+    **limits: Any,
+) -> PgIntake:
+    return PgIntake(
+        conninfo=url,
+        runner=runner,
+        finalize=finalizer,
+        limits=Limits(**{"concurrency": 2, "tick_seconds": 0.05, **limits}),
+        lease_seconds=lease_seconds,
+        restore=restore,
+        saved=saved,
+        load_transcript=Transcript.load,
+    )
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    url: str, count: int, runner: Callable[..., Any], **kw: Any
+) -> AsyncIterator[tuple[list[PgIntake], RecordingFinalizer]]:
+    finalizer = RecordingFinalizer()
+    async with contextlib.AsyncExitStack() as stack:
+        started = [
+            await stack.enter_async_context(replica(url, runner, finalizer, **kw))
+            for _ in range(count)
+        ]
+        yield started, finalizer
+
+
+async def statuses(intake: PgIntake, alerts: list[Alert]) -> list[tuple[str, str | None]]:
+    outcomes = await intake.submit_all(alerts, trace_id="t")
+    return [(o.status.value, o.reason) for o in outcomes]
+
+
+async def test_an_alert_is_stored_run_and_finished(database_url: str) -> None:
+    runner = FakeRunner(limit=2, auto=True)
+    async with replicas(database_url, 1, runner) as ([intake], _):
+        decided = await statuses(intake, [alert("a")])
+        await intake.wait_idle()
+        record = await intake.get("generic:a")
+    assert decided == [("queued", None)]
+    assert runner.started == ["generic:a"]
+    assert record is not None
+    assert record.status is AlertStatus.RESOLVED
+    assert [s.status.value for s in record.timeline] == ["queued", "running", "resolved"]
+
+
+async def test_every_rule_holds_across_replicas_in_a_storm(database_url: str) -> None:
+    """3 replicas, 600 alerts over 30 incidents and 6 services, sent to all at once: one
+    run per incident, never two runs of a service, never more than the limit."""
+    runner = FakeRunner(limit=3, auto=True)
+    async with replicas(database_url, 3, runner, concurrency=3) as (intakes, _):
+        batches = [
+            [alert(f"i{(n + k) % 30}", f"svc{(n + k) % 6}") for k in range(10)] for n in range(60)
+        ]
+        results = await asyncio.gather(
+            *(intakes[n % 3].submit_all(batch, trace_id="t") for n, batch in enumerate(batches))
+        )
+        await intakes[0].wait_idle()
+    outcomes = [o.status for batch in results for o in batch]
+    assert outcomes.count(AlertStatus.QUEUED) == 30
+    assert sorted(runner.started) == sorted(f"generic:i{n}" for n in range(30))
+    assert runner.violations == []
+
+
+async def test_queue_size_is_exact_across_replicas(database_url: str) -> None:
+    runner = FakeRunner(limit=1)
+    async with replicas(database_url, 2, runner, concurrency=1, queue_size=5) as (intakes, _):
+        results = await asyncio.gather(
+            *(intakes[n % 2].submit_all([alert(f"q{n}", "api")], trace_id="t") for n in range(20))
+        )
+        running, queued = await intakes[0].counts_now()
+        for incident in list(runner.running):
+            runner.release(incident)
+        reasons = [batch[0].reason for batch in results]
+    accepted = reasons.count(None)
+    assert queued == 5  # full, never over
+    assert accepted == queued + running  # one may have left the queue for its run meanwhile
+    assert reasons.count("queue_full") == 20 - accepted
+
+
+async def test_repeats_resolves_and_a_restart_forget_nothing(database_url: str) -> None:
+    runner = FakeRunner(limit=2)
+    async with replicas(database_url, 2, runner) as ([first, second], finalized):
+        await statuses(first, [alert("r")])
+        await runner.wait_started(1)
+        running = await statuses(second, [alert("r", summary="worse")])
+        runner.release("generic:r")
+        await first.wait_idle()
+        await statuses(first, [alert("w", "worker")])
+        queued_resolve = await statuses(second, [alert("w", "worker", state=AlertState.RESOLVED)])
+        runner.release("generic:w")
+        await second.wait_idle()
+    async with replicas(database_url, 1, runner) as ([restarted], finalized_after):
+        handled = await statuses(restarted, [alert("r")])
+        resolved = await statuses(restarted, [alert("r", state=AlertState.RESOLVED)])
+        refired = await statuses(restarted, [alert("r")])
+        runner.release("generic:r")
+        await restarted.wait_idle()
+        latest = await restarted.get("generic:r")
+        first_occurrence = await restarted.get("generic:r", 1)
+    assert running == [("deduplicated", "running")]
+    assert handled == [("deduplicated", "recently_handled")]  # remembered over the restart
+    assert resolved == [("ignored", "finished")]
+    assert refired == [("queued", None)]  # resolved by the platform, fired again: a new one
+    assert latest is not None
+    assert first_occurrence is not None
+    assert (latest.occurrence, [r.occurrence for r in latest.earlier()]) == (2, [1])
+    assert first_occurrence.repeats == 2
+    assert first_occurrence.resolved_upstream
+    assert ("generic:r", 1, Ending.RESOLVED_UPSTREAM) in finalized_after.endings
+    assert queued_resolve in ([("resolved", "resolved_before_diagnosis")], [("ignored", "running")])
+    assert finalized.endings
+
+
+async def test_unknown_service_is_escalated_at_once_and_stored(database_url: str) -> None:
+    runner = FakeRunner(limit=2, auto=True)
+    async with replicas(database_url, 1, runner) as ([intake], finalized):
+        decided = await statuses(intake, [alert("u", None)])
+        await intake.wait_idle()
+        record = await intake.get("generic:u")
+    assert decided == [("escalated", "unknown_service")]
+    assert finalized.records == [("generic:u", AlertStatus.ESCALATED, "unknown_service")]
+    assert record is not None
+    assert record.status is AlertStatus.ESCALATED
+
+
+async def test_a_run_whose_replica_stopped_renewing_is_taken_over(database_url: str) -> None:
+    runner = FakeRunner(limit=2)
+    async with replicas(database_url, 1, runner, lease_seconds=1.0) as ([dead], _):
+        await statuses(dead, [alert("k")])
+        await runner.wait_started(1)
+        for task in [*dead._tasks, *dead._runs.values()]:  # the replica dies mid-run
+            task.cancel()
+        async with replicas(database_url, 1, runner, lease_seconds=1.0) as ([alive], _):
+            await runner.wait_started(2)  # taken over after the lease lapsed
+            runner.release("generic:k")
+            await alive.wait_idle()
+            record = await alive.get("generic:k")
+    assert runner.started == ["generic:k", "generic:k"]
+    assert record is not None
+    assert record.status is AlertStatus.RESOLVED
+    assert any("taken over" in (step.note or "") for step in record.timeline)
+
+
+async def test_database_down_refuses_and_recovers(runner_free_server: PostgresServer) -> None:
+    url = runner_free_server.create_database()
+    runner = FakeRunner(limit=2, auto=True)
+    async with replicas(url, 1, runner) as ([intake], _):
+        runner_free_server.stop()
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                await intake.submit_all([alert("d")], trace_id="t")
+        finally:
+            runner_free_server.start()
+        decided = await statuses(intake, [alert("d")])
+        await intake.wait_idle()
+    assert decided == [("queued", None)]
+    assert runner.started == ["generic:d"]
+
+
+@pytest.fixture
+def runner_free_server() -> Any:
+    """A server of its own: this test stops it."""
+    server = PostgresServer.start_new()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_psycopg_is_the_binary_build() -> None:
+    assert psycopg.pq.__impl__ in ("binary", "c")
