@@ -1,6 +1,5 @@
 """The agent: the LLM loop that diagnoses an alert, and how every incident ends in a report."""
 
-from agent.approvals import ApprovalClosed, ApprovalDesk, UnknownApproval
 from agent.finalize import Finalizer
 from agent.llm import LLM, LLMError
 from agent.loop import Agent, Approvals, RunEnd
@@ -9,13 +8,10 @@ from agent.report import ReportInput, ReportWriter
 __all__ = [
     "LLM",
     "Agent",
-    "ApprovalClosed",
-    "ApprovalDesk",
     "Approvals",
     "Finalizer",
     "LLMError",
     "ReportInput",
     "ReportWriter",
     "RunEnd",
-    "UnknownApproval",
 ]

@@ -1,15 +1,10 @@
-"""Approval mode (CONTRACT §9): a remediation write waits for a human decision.
+"""Approval mode, the run's side (CONTRACT §9): a remediation write waits for a human.
 
-`ApprovalDesk`, one per runtime, holds every approval: the pending ones until a decision or
-their expiry, the decided ones (the last `KEEP_DECIDED`) so that a late second decision is
-told 409, not 404. A decision is one synchronous step of the event loop, from "is it still
-pending?" to "approved": of two operators pressing Approve at the same moment, one gets the
-approval and the other a conflict, and the write is sent once, by the run that waits for it.
-
-`RunApprovals` is one run's side, the `tools.context.Approver` its tools call: it proposes
-the write, pages "Approval needed:" so a human learns of it, stops the run's clock while it
-waits (the wait does not count against AGENT_TIMEOUT_SECONDS), puts each step on the
-occurrence's timeline, and makes the write only once approved.
+`RunApprovals` is the `tools.context.Approver` a run's tools call in approve mode: it
+proposes the write at the desk (`intake.approvals`), pages "Approval needed:" so a human
+learns of it, stops the run's clock while it waits (the wait does not count against
+AGENT_TIMEOUT_SECONDS), puts each step on the occurrence's timeline, and makes the write
+only once approved, once.
 """
 
 from __future__ import annotations
@@ -18,14 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from intake import AlertRecord
+from intake.approvals import Desk, Proposal
 from models import Approval, ApprovalStatus, TimelineStatus
 from tools import (
     Escalation,
@@ -39,171 +33,26 @@ from tools import (
 
 logger = logging.getLogger(__name__)
 
-KEEP_DECIDED = 10_000  # decided approvals remembered, so a late decision gets 409
 APPROVAL_PAGE_SEVERITY = "warning"
 ENDED_NOTE = "the run ended before a decision"
-
-
-class UnknownApproval(LookupError):
-    """No such approval for this incident (404)."""
-
-
-class ApprovalClosed(Exception):
-    """The approval was already decided or expired (409)."""
-
-    def __init__(self, proposal: Proposal) -> None:
-        self.proposal = proposal
-        by = f" by {proposal.decided_by}" if proposal.decided_by else ""
-        super().__init__(f"approval {proposal.approval_id} is already {proposal.status}{by}")
 
 
 def _epoch_dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-@dataclass(slots=True, eq=False)
-class Proposal:
-    """One approval as the desk keeps it; `view()` is its API form."""
-
-    approval_id: str
-    incident_id: str
-    occurrence: int
-    tool: str
-    arguments: dict[str, Any]
-    reason: str | None
-    requested_at: float
-    expires_at: float
-    status: ApprovalStatus = ApprovalStatus.PENDING
-    decided_by: str | None = None
-    decided_at: float | None = None
-    note: str | None = None
-    result: str | None = None
-    decided: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def view(self) -> Approval:
-        return Approval(
-            approval_id=self.approval_id,
-            incident_id=self.incident_id,
-            occurrence=self.occurrence,
-            tool=self.tool,
-            arguments=self.arguments,
-            reason=self.reason,
-            requested_at=_epoch_dt(self.requested_at),
-            expires_at=_epoch_dt(self.expires_at),
-            status=self.status,
-            decided_by=self.decided_by,
-            decided_at=None if self.decided_at is None else _epoch_dt(self.decided_at),
-            note=self.note,
-            result=self.result,
-        )
-
-    def describe(self) -> str:
-        """The proposed call in one line, for pages, timelines and the model."""
-        args = self.arguments
-        if self.tool == "scale_service":
-            return f"scale {args.get('service')} to {args.get('replicas')} replicas"
-        body = json.dumps(args.get("body") or {}, ensure_ascii=False, sort_keys=True)
-        return f"POST {args.get('service')} {args.get('endpoint')} {body}"
-
-
-class ApprovalDesk:
-    """Every approval of the runtime (in memory; CONTRACT §8 puts them in the database)."""
-
-    def __init__(
-        self,
-        *,
-        timeout_seconds: float,
-        keep: int = KEEP_DECIDED,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.timeout_seconds = timeout_seconds
-        self._keep = keep
-        self._clock = clock
-        self._approvals: dict[str, Proposal] = {}  # by id, oldest first
-        self._decided = 0  # how many of them are no longer pending
-
-    def open(
-        self,
-        *,
-        incident_id: str,
-        occurrence: int,
-        tool: str,
-        arguments: dict[str, Any],
-        reason: str | None,
-    ) -> Proposal:
-        now = self._clock()
-        proposal = Proposal(
-            approval_id=f"apr_{secrets.token_urlsafe(12)}",
-            incident_id=incident_id,
-            occurrence=occurrence,
-            tool=tool,
-            arguments=arguments,
-            reason=reason,
-            requested_at=now,
-            expires_at=now + self.timeout_seconds,
-        )
-        self._approvals[proposal.approval_id] = proposal
-        return proposal
-
-    def get(self, incident_id: str, approval_id: str) -> Proposal:
-        proposal = self._approvals.get(approval_id)
-        if proposal is None or proposal.incident_id != incident_id:
-            raise UnknownApproval(approval_id)
-        return proposal
-
-    def pending(self) -> list[Proposal]:
-        return [p for p in self._approvals.values() if p.status is ApprovalStatus.PENDING]
-
-    def decide(
-        self, incident_id: str, approval_id: str, *, approve: bool, note: str, by: str
-    ) -> Proposal:
-        """Approve or deny a pending approval: `UnknownApproval`, or `ApprovalClosed` when
-        it was decided already or expired (its deadline passed, even if its run has not
-        noticed yet)."""
-        proposal = self.get(incident_id, approval_id)
-        if proposal.status is ApprovalStatus.PENDING and self._clock() >= proposal.expires_at:
-            self._close(proposal, ApprovalStatus.EXPIRED, by="runtime", note=None)
-        if proposal.status is not ApprovalStatus.PENDING:
-            raise ApprovalClosed(proposal)
-        status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-        self._close(proposal, status, by=by, note=note or None)
-        return proposal
-
-    def expire(self, proposal: Proposal, note: str | None = None) -> Proposal:
-        """No decision came in time (or the run ended): expired, unless one came first."""
-        if proposal.status is ApprovalStatus.PENDING:
-            self._close(proposal, ApprovalStatus.EXPIRED, by="runtime", note=note)
-        return proposal
-
-    async def wait(self, proposal: Proposal) -> Proposal:
-        """The proposal once decided, or expired at its deadline."""
-        remaining = proposal.expires_at - self._clock()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(remaining, 0.0)):
-                await proposal.decided.wait()
-        return self.expire(proposal)
-
-    def _close(
-        self, proposal: Proposal, status: ApprovalStatus, *, by: str, note: str | None
-    ) -> None:
-        proposal.status = status
-        proposal.decided_by = by
-        proposal.decided_at = self._clock()
-        proposal.note = note
-        proposal.decided.set()
-        self._decided += 1
-        self._forget_oldest()
-
-    def _forget_oldest(self) -> None:
-        """Past KEEP_DECIDED decided approvals, forget the oldest decided ones."""
-        if self._decided <= self._keep:
-            return
-        for approval_id in list(self._approvals):
-            if self._decided <= self._keep:
-                break
-            if self._approvals[approval_id].status is not ApprovalStatus.PENDING:
-                del self._approvals[approval_id]
-                self._decided -= 1
+async def _shielded(step: Awaitable[Any]) -> None:
+    """`step` carried out even if the caller is being cancelled (it must not be lost: an
+    expiry or a write's result); a failure of it is logged, not raised."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+    except Exception:
+        logger.warning("could not store an approval's outcome", exc_info=True)
 
 
 def _done(result: EscalationResult) -> asyncio.Future[EscalationResult]:
@@ -224,7 +73,7 @@ class RunApprovals:
 
     def __init__(
         self,
-        desk: ApprovalDesk,
+        desk: Desk,
         record: AlertRecord,
         *,
         pager: Pager,
@@ -265,27 +114,27 @@ class RunApprovals:
         reason: str | None,
         write: Callable[[], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
-        proposal = self._propose(tool, arguments, reason)
+        proposal = await self._propose(tool, arguments, reason)
         with self._paused():
             try:
                 await self._desk.wait(proposal)
             finally:  # cancelled (shutdown): nobody may approve a write nobody will make
-                self._desk.expire(proposal, ENDED_NOTE)
-                self._decided(proposal)
+                await self._settle(proposal)
         if proposal.status is ApprovalStatus.DENIED:
             note = self._redactor.redact(proposal.note or "no note")
             raise Refused(f"denied by {proposal.decided_by}: {note}", redacted=True)
         if proposal.status is ApprovalStatus.EXPIRED:
             raise Refused(f"no decision within {self._desk.timeout_seconds:g} s")
+        proposal.result = "sent; no result (the call did not complete)"
         try:
             result = await write()
         except ToolError as exc:
             proposal.result = f"sent; failed: {self._redactor.redact(exc.message)[:300]}"
             raise
-        except BaseException:
-            proposal.result = "sent; no result (the call did not complete)"
-            raise
-        proposal.result = "sent; ok"
+        else:
+            proposal.result = "sent; ok"
+        finally:
+            await _shielded(self._desk.record(proposal))
         return result
 
     # -- the run's side ---------------------------------------------------------------------
@@ -304,12 +153,17 @@ class RunApprovals:
     def paged(self) -> bool:
         return bool(self._pages)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """The run ended: whatever is still pending can no longer be made."""
         for proposal in self._proposals:
             if proposal.status is ApprovalStatus.PENDING:
-                self._desk.expire(proposal, ENDED_NOTE)
-                self._decided(proposal)
+                await self._settle(proposal)
+
+    async def _settle(self, proposal: Proposal) -> None:
+        """Expire the proposal unless a decision came first; put the outcome on the
+        timeline. Runs to its end even while the run is being cancelled."""
+        await _shielded(self._desk.expire(proposal, ENDED_NOTE))
+        self._decided(proposal)
 
     async def resolve_page(self) -> None:
         """The occurrence ended resolved: resolve the PagerDuty incident that was opened
@@ -324,10 +178,10 @@ class RunApprovals:
         )
         self._pages.append(_done(result))
 
-    def _propose(self, tool: str, arguments: dict[str, Any], reason: str | None) -> Proposal:
+    async def _propose(self, tool: str, arguments: dict[str, Any], reason: str | None) -> Proposal:
         record = self._record
         shown = json.loads(self._redactor.redact(json.dumps(arguments, ensure_ascii=False)))
-        proposal = self._desk.open(
+        proposal = await self._desk.open(
             incident_id=record.incident_id,
             occurrence=record.occurrence,
             tool=tool,

@@ -21,13 +21,14 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from agent import prompt
-from agent.approvals import ApprovalDesk, RunApprovals
+from agent.approvals import RunApprovals
 from agent.completion import Completion, Message, ToolCall, Unreadable
 from agent.llm import LLM, LLMError
 from agent.report import ReportInput, ReportWriter
 from agent.transcript import Transcript
 from config import Settings
 from intake import AlertRecord
+from intake.approvals import Desk
 from intake.sanitize import cut
 from models import AlertStatus, ToolCallRecord
 from state import DEP_LLM, DEP_PAGERDUTY
@@ -91,7 +92,7 @@ class Approvals:
     """What approve mode needs: the runtime's approval desk, and the pager for the
     "Approval needed" pages."""
 
-    desk: ApprovalDesk
+    desk: Desk
     pager: Pager
 
 
@@ -153,7 +154,7 @@ class Agent:
             end = await self._converse(record, ctx, transcript)
         finally:
             if approvals is not None:
-                approvals.close()
+                await approvals.close()
         record.reason = end.stop_reason or record.reason
         self._observer.record_run(
             ok=end.stop_reason is None,

@@ -14,6 +14,7 @@ from models import (
     AlertStatus,
     AlertSummary,
     Approval,
+    ApprovalStatus,
     OccurrenceSummary,
     Priority,
     TimelineEntry,
@@ -80,6 +81,8 @@ class AlertRecord:
 
     __slots__ = (
         "_alert",
+        "approvals_shown",
+        "awaiting",
         "_lean",
         "_notices",
         "_steps",
@@ -166,6 +169,10 @@ class AlertRecord:
         # The ending under way after the terminal status (page, report, additions to it):
         # each later addition waits for it, so one report is never written twice at once.
         self.closing: asyncio.Task[None] | None = None
+        # A durable store's view of a run on another replica: its approvals, and whether
+        # one is pending (`shown_status`); a run here answers from its own `run`.
+        self.approvals_shown: list[Approval] | None = None
+        self.awaiting = False
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +276,7 @@ class AlertRecord:
         record._tokens = Tokens(*past.tokens) if past.turns else None
         record.outcome, record.report_file = past.outcome, past.report_file
         record.paged_as, record.previous = past.paged_as, past.previous
-        record.handoff, record.retired = False, True
+        record.handoff, record.retired, record.awaiting = False, True, False
         return record
 
     def state(self) -> dict[str, Any]:
@@ -383,15 +390,16 @@ class AlertRecord:
     def shown_status(self) -> AlertStatus:
         """The status operators see: `awaiting_approval` while a run waits for a human
         decision (intake's rules see it `running`)."""
+        if self.status is not AlertStatus.RUNNING:
+            return self.status
         run = self.run
-        if (
-            self.status is AlertStatus.RUNNING
-            and run is not None
-            and run.approver is not None
-            and run.approver.waiting
-        ):
-            return AlertStatus.AWAITING_APPROVAL
-        return self.status
+        if run is not None and run.approver is not None:
+            waiting = run.approver.waiting
+        else:
+            waiting = self.awaiting or any(
+                a.status is ApprovalStatus.PENDING for a in self.approvals_shown or ()
+            )
+        return AlertStatus.AWAITING_APPROVAL if waiting else AlertStatus.RUNNING
 
     def summary(self) -> AlertSummary:
         return AlertSummary(
@@ -436,10 +444,20 @@ class AlertRecord:
     def approvals(self) -> list[Approval]:
         """The writes this occurrence's run proposed in approve mode."""
         run = self.run
-        return [] if run is None or run.approver is None else run.approver.views()
+        if run is not None and run.approver is not None:
+            return run.approver.views()
+        return list(self.approvals_shown or ())
 
 
-_REVIVED_NONE = ("_notices", "_tool_calls", "carrier", "run", "transcript", "closing")
+_REVIVED_NONE = (
+    "_notices",
+    "_tool_calls",
+    "approvals_shown",
+    "carrier",
+    "run",
+    "transcript",
+    "closing",
+)
 
 
 class Past(NamedTuple):

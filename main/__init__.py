@@ -19,16 +19,20 @@ import httpx
 import openai
 from fastapi import FastAPI
 
-from agent import LLM, Agent, ApprovalDesk, Approvals, Finalizer, ReportWriter, resume
+from agent import LLM, Agent, Approvals, Finalizer, ReportWriter, resume
 from agent.transcript import Transcript
 from config import ConfigError, Settings, load_settings
 from intake import AlertRecord, Intake, Limits
+from intake.approvals import ApprovalDesk, Desk
+from intake.pg.approvals import PgApprovalDesk
 from intake.pg.service import PgIntake
 from intake.service import IntakeService, MemoryIntake
+from intake.workers import Runner
 from main import alerts, approvals, console, errors, ops, server, webhooks
 from main.deps import Runtime
 from main.middleware import TraceMiddleware
 from main.session import Sessions
+from models import AlertStatus
 from state import RuntimeState
 from telemetry import configure_logging, setup_telemetry
 from tools import Pager, PagerDutyClient, Redactor, ToolExecutor
@@ -141,19 +145,32 @@ def _build(
         max_per_minute=settings.pagerduty_max_events_per_minute,
     )
     reports = ReportWriter(directory=settings.incidents_dir, redactor=redactor, files=files)
-    approvals = ApprovalDesk(timeout_seconds=settings.approval_timeout_seconds)
     client = openai.AsyncOpenAI(
         base_url=settings.llm_api_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
         http_client=llm_http,
         max_retries=0,
     )
-    durable: PgIntake | None = None
+    finalize = Finalizer(pager=pager, reports=reports, settings=settings, observer=state)
+    limits = Limits(
+        concurrency=settings.max_concurrent_alerts,
+        queue_size=settings.max_queue_size,
+        ttl_seconds=settings.alert_queue_ttl_seconds,
+        dedup_window_seconds=settings.dedup_window_seconds,
+        resolve_grace_seconds=settings.resolve_grace_seconds,
+        auto_resolve=settings.pagerduty_auto_resolve,
+    )
 
-    async def checkpoint(record: AlertRecord) -> None:
-        assert durable is not None
-        await durable.checkpoint(record)
+    async def run(record: AlertRecord) -> AlertStatus:
+        return await agent(record)  # the agent is made below: it needs the backend's parts
 
+    durable = _durable(settings, run, finalize, limits)
+    desk: Desk
+    if durable is not None:
+        desk = PgApprovalDesk(durable, timeout_seconds=settings.approval_timeout_seconds)
+        reports.keep_in(durable)
+    else:
+        desk = ApprovalDesk(timeout_seconds=settings.approval_timeout_seconds)
     agent = Agent(
         llm=LLM(client=client, model=settings.llm_model),
         tools=ToolExecutor(
@@ -168,41 +185,19 @@ def _build(
         settings=settings,
         redactor=redactor,
         observer=state,
-        approvals=Approvals(desk=approvals, pager=pager),
-        checkpoint=checkpoint if settings.database_url is not None else None,
+        approvals=Approvals(desk=desk, pager=pager),
+        checkpoint=None if durable is None else durable.checkpoint,
     )
-    finalize = Finalizer(pager=pager, reports=reports, settings=settings, observer=state)
-    limits = Limits(
-        concurrency=settings.max_concurrent_alerts,
-        queue_size=settings.max_queue_size,
-        ttl_seconds=settings.alert_queue_ttl_seconds,
-        dedup_window_seconds=settings.dedup_window_seconds,
-        resolve_grace_seconds=settings.resolve_grace_seconds,
-        auto_resolve=settings.pagerduty_auto_resolve,
-    )
-    intake: IntakeService
-    if settings.state_backend == "postgres" and settings.database_url is not None:
-        intake = durable = PgIntake(
-            conninfo=settings.database_url.get_secret_value(),
-            runner=agent,
-            finalize=finalize,
-            limits=limits,
-            lease_seconds=settings.run_lease_seconds,
-            restore=resume.restore,
-            saved=resume.saved,
-            load_transcript=Transcript.load,
-            max_tokens_per_hour=settings.max_tokens_per_hour,
-        )
-        reports.keep_in(durable)
-    else:
-        memory = Intake(
+    intake: IntakeService = durable or MemoryIntake(
+        Intake(
             runner=agent,
             finalize=finalize,
             limits=limits,
             budget_exhausted=functools.partial(_hourly_budget_spent, settings, state),
             metrics=state,
-        )
-        intake = MemoryIntake(memory, reports.read)
+        ),
+        reports.read,
+    )
     state.watch_active(intake.counts)
     return Runtime(
         settings=settings,
@@ -213,8 +208,30 @@ def _build(
         reports=reports,
         cloud=cloud,
         redactor=redactor,
-        approvals=approvals,
+        approvals=desk,
         sessions=Sessions(settings),
+    )
+
+
+def _durable(
+    settings: Settings,
+    run: Runner,
+    finalize: Finalizer,
+    limits: Limits,
+) -> PgIntake | None:
+    """STATE_BACKEND=postgres: intake on the database (None: in memory)."""
+    if settings.state_backend != "postgres" or settings.database_url is None:
+        return None
+    return PgIntake(
+        conninfo=settings.database_url.get_secret_value(),
+        runner=run,
+        finalize=finalize,
+        limits=limits,
+        lease_seconds=settings.run_lease_seconds,
+        restore=resume.restore,
+        saved=resume.saved,
+        load_transcript=Transcript.load,
+        max_tokens_per_hour=settings.max_tokens_per_hour,
     )
 
 

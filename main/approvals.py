@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from agent import ApprovalClosed, UnknownApproval
+from intake.approvals import ApprovalClosed, UnknownApproval
 from main.auth import OpsAuth, Unauthorized, bearer, token_matches
 from main.deps import Runtime, RuntimeDep
 from main.errors import ClientError
@@ -58,7 +58,7 @@ Operator = Annotated[str, Depends(require_operator)]
 @router.get("/approvals", response_model=ApprovalList, dependencies=[OpsAuth])
 async def list_approvals(runtime: RuntimeDep) -> ApprovalList:
     """Every pending approval, of all incidents, oldest first."""
-    return ApprovalList(approvals=[p.view() for p in runtime.approvals.pending()])
+    return ApprovalList(approvals=[p.view() for p in await runtime.approvals.pending()])
 
 
 @router.post(
@@ -71,15 +71,15 @@ async def post_decision(
 ) -> Approval:
     """Approve or deny a pending approval. Approved: the agent's run makes the write, once,
     and the model reads its result; denied: the model reads `denied by <who>: <note>`."""
-    return decide(runtime, incident_id, approval_id, body, who)
+    return await decide(runtime, incident_id, approval_id, body, who)
 
 
-def decide(
+async def decide(
     runtime: Runtime, incident_id: str, approval_id: str, body: ApprovalDecision, who: str
 ) -> Approval:
     """The decision, or a 404 (unknown) / 409 (decided already, or expired)."""
     try:
-        proposal = runtime.approvals.decide(
+        proposal = await runtime.approvals.decide(
             incident_id, approval_id, approve=body.decision == "approve", note=body.note, by=who
         )
     except UnknownApproval:

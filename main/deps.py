@@ -11,7 +11,8 @@ from fastapi import Depends, Request
 from config import Settings
 
 if TYPE_CHECKING:
-    from agent import ApprovalDesk, ReportWriter
+    from agent import ReportWriter
+    from intake.approvals import Desk
     from intake.service import IntakeService
     from main.session import Sessions
     from state import RuntimeState
@@ -30,7 +31,7 @@ class Runtime:
     reports: ReportWriter
     cloud: CloudTools
     redactor: Redactor
-    approvals: ApprovalDesk
+    approvals: Desk
     sessions: Sessions
 
 

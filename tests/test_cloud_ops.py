@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from agent import ApprovalDesk
 from config import Settings
 from demo.simulators.server import serve
+from intake.approvals import ApprovalDesk
 from main.deps import Runtime
 from main.ops import router
 from main.session import Sessions

@@ -92,8 +92,8 @@ async def decision_page(client: httpx.AsyncClient, stack: Stack) -> tuple[str, s
     return action, csrf_of(page.text)
 
 
-def still_pending(stack: Stack) -> bool:
-    return any(p.incident_id == INCIDENT for p in stack.runtime.approvals.pending())
+async def still_pending(stack: Stack) -> bool:
+    return any(p.incident_id == INCIDENT for p in await stack.runtime.approvals.pending())
 
 
 # -- sign-in --------------------------------------------------------------------------------
@@ -304,14 +304,14 @@ async def test_unknown_incidents_and_occurrences_are_404_pages(stack: Stack) -> 
     assert decision.status_code == 404
     assert "No approval &#39;apr_nope&#39; for this incident." in decision.text
     assert "text/html" in decision.headers["content-type"]
-    assert still_pending(stack)
+    assert await still_pending(stack)
     await _finish(stack)
 
 
 async def _finish(stack: Stack) -> None:
     """Deny what is pending (through the API) so the run ends before the stack stops."""
-    for proposal in stack.runtime.approvals.pending():
-        stack.runtime.approvals.decide(
+    for proposal in await stack.runtime.approvals.pending():
+        await stack.runtime.approvals.decide(
             proposal.incident_id, proposal.approval_id, approve=False, note="", by="test"
         )
     await stack.idle()
@@ -335,7 +335,7 @@ async def test_a_decision_without_or_with_a_wrong_csrf_token_is_403_and_decides_
         borrowed = await other.post(action, data={"decision": "approve", "csrf_token": theirs})
     assert [r.status_code for r in (missing, wrong, borrowed)] == [403, 403, 403]
     assert "security token" in missing.text
-    assert still_pending(stack)
+    assert await still_pending(stack)
     assert stack.services["worker"].paths("POST") == []
     await _finish(stack)
 
@@ -349,7 +349,7 @@ async def test_a_decision_from_another_site_is_403_and_decides_nothing(stack: St
         fetch = await client.post(action, data=form, headers={"Sec-Fetch-Site": "cross-site"})
     assert (origin.status_code, fetch.status_code) == (403, 403)
     assert "another site" in origin.text
-    assert still_pending(stack)
+    assert await still_pending(stack)
     await _finish(stack)
 
 
@@ -363,7 +363,7 @@ async def test_a_decision_without_a_session_goes_to_the_login_page(stack: Stack)
         )
     assert response.status_code == 303
     assert httpx.URL(response.headers["location"]).params["next"] == f"/console/alerts/{INCIDENT}"
-    assert still_pending(stack)
+    assert await still_pending(stack)
     await _finish(stack)
 
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 import main.ops as ops
-from agent import ApprovalDesk
 from config import Settings
+from intake.approvals import ApprovalDesk
 from main import create_app
 from main.auth import Unauthorized, unauthorized_handler
 from main.deps import Runtime

@@ -24,6 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -103,6 +104,7 @@ class PgIntake:
         self._spent: dict[tuple[str, int], int] = {}  # tokens stored so far, per run
         self._side: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listeners: dict[str, Callable[[], None]] = {}
         self.received = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -306,16 +308,26 @@ class PgIntake:
 
     # -- dispatch and runs -------------------------------------------------------------------
 
+    def on_notify(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` on every NOTIFY on `channel` (set before the intake starts)."""
+        self._listeners[channel] = callback
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A connection of the intake's pool (autocommit), for the approvals desk."""
+        return self._pool.connection()
+
     async def _listen_forever(self) -> None:
-        """Wake the dispatcher on every NOTIFY; reconnect after a database outage."""
+        """Wake the dispatcher (and the other listeners) on every NOTIFY; reconnect after a
+        database outage."""
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {store.CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wake.set()
+                    for channel in (store.CHANNEL, *self._listeners):
+                        await conn.execute(f"LISTEN {channel}")
+                    async for notice in conn.notifies():
+                        self._listeners.get(notice.channel, self._wake.set)()
             except psycopg.Error as exc:
                 logger.debug("LISTEN connection lost: %s", exc)
                 await asyncio.sleep(POLL_SECONDS)
@@ -526,14 +538,24 @@ class PgIntake:
         for newer, older in zip(records, records[1:], strict=False):
             newer.previous = older
         local = self._records.get((incident_id, records[0].occurrence))
-        return local or records[0]
+        if local is not None:
+            return local
+        async with self._pool.connection() as conn:
+            records[0].approvals_shown = await store.approvals_of(
+                conn, incident_id, records[0].occurrence
+            )
+        return records[0]
 
     async def running(self, limit: int) -> list[AlertRecord]:
+        """The runs of every replica; those waiting for a decision show it."""
         rows = await self._listing("status = 'running'", "seq", limit)
-        return [
-            self._records.get((r["incident_id"], r["occurrence"])) or store.record_of(r)
-            for r in rows
-        ]
+        records = [store.record_of(r) for r in rows]
+        async with self._pool.connection() as conn:
+            waiting = await store.awaiting_approval(conn)
+        for record in records:
+            if (record.incident_id, record.occurrence) in waiting:
+                record.awaiting = True
+        return records
 
     async def queued_page(
         self, *, limit: int, after: int | None = None

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from intake.records import AlertRecord
-from models import Alert, AlertStatus, Priority
+from models import Alert, AlertStatus, Approval, Priority
 
 QUEUE_LOCK = 0x5E_A6_E7_02
 DISPATCH_LOCK = 0x5E_A6_E7_03
@@ -236,6 +236,29 @@ async def listing(
             (*params, limit),
         )
         return await cursor.fetchall()
+
+
+async def approvals_of(conn: AsyncConnection, incident_id: str, occurrence: int) -> list[Approval]:
+    """An occurrence's approvals, oldest first, as the API shows them."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            """SELECT approval_id, incident_id, occurrence, tool, arguments, reason,
+                      to_timestamp(requested_at) AS requested_at,
+                      to_timestamp(expires_at) AS expires_at, status, decided_by,
+                      to_timestamp(decided_at) AS decided_at, note, result
+               FROM approvals WHERE incident_id = %s AND occurrence = %s
+               ORDER BY requested_at""",
+            (incident_id, occurrence),
+        )
+        return [Approval.model_validate(row) for row in await cursor.fetchall()]
+
+
+async def awaiting_approval(conn: AsyncConnection) -> set[tuple[str, int]]:
+    """The occurrences with a pending approval."""
+    cursor = await conn.execute(
+        "SELECT DISTINCT incident_id, occurrence FROM approvals WHERE status = 'pending'"
+    )
+    return {(row[0], row[1]) for row in await cursor.fetchall()}
 
 
 async def counts(conn: AsyncConnection) -> tuple[int, int]:

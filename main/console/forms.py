@@ -98,7 +98,7 @@ async def decision(
     choice = _decision(field(form, "decision"), field(form, "note"))
     who = operator(request, runtime.settings)
     try:
-        approval = decide(runtime, incident_id, approval_id, choice, who)
+        approval = await decide(runtime, incident_id, approval_id, choice, who)
     except ClientError as exc:
         return await _refused(request, runtime, session, incident_id, exc)
     record = await runtime.intake.get(incident_id)

@@ -127,7 +127,7 @@ async def board(runtime: Runtime) -> Board:
             what=describe(view.tool, view.arguments),
             href=incident_path(view.incident_id),
         )
-        for view in (p.view() for p in runtime.approvals.pending())
+        for view in (p.view() for p in await runtime.approvals.pending())
     ]
     return Board(sections, approvals, len(waiting), len(busy), queued_count)
 

@@ -16,6 +16,7 @@ from demo.simulators.llm import Call, FakeLLM, say, tools
 from demo.simulators.server import serve
 from main import create_app
 from tests.conftest import TEST_SECRETS, SettingsFactory
+from tests.fakes.policies import propose_then_conclude
 from tests.fakes.stack import Stack, running_stack
 
 STATUS = Call("call_ops_endpoint", {"service": "worker", "endpoint": "status"})
@@ -128,3 +129,47 @@ async def test_the_database_down_is_a_503_with_retry_after(
     assert health.status_code == 503
     assert accepted.status_code == 202
     assert accepted.json()["alerts"][0]["status"] == "queued"
+
+
+async def test_a_decision_on_another_replica_reaches_the_run_and_is_taken_once(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    llm = FakeLLM(policy=propose_then_conclude(RESTART))
+    async with running_stack(
+        make_settings,
+        llm,
+        state_backend="postgres",
+        database_url=database_url,
+        agent_mode="approve",
+    ) as stack:
+        await stack.webhook("generic", alert())
+        async with second_replica(stack) as other:
+            [approval] = await pending(other)
+            waiting = (await other.get("/alerts/generic:inc-1")).json()
+            listed = (await other.get("/alerts")).json()
+            path = f"/alerts/generic:inc-1/approvals/{approval['approval_id']}"
+            answers = await asyncio.gather(
+                *(
+                    client.post(path, json={"decision": "approve", "note": f"from {n}"})
+                    for n, client in enumerate([stack.client, other] * 3)
+                )
+            )
+            await stack.idle()
+            done = (await other.get("/alerts/generic:inc-1")).json()
+    assert waiting["status"] == "awaiting_approval"
+    assert [r["status"] for r in listed["running"]] == ["awaiting_approval"]
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5
+    assert stack.services["worker"].paths("POST") == ["/ops/restart"]
+    assert done["status"] == "resolved"
+    assert [a["status"] for a in done["approvals"]] == ["approved"]
+    assert done["approvals"][0]["result"] == "sent; ok"
+
+
+async def pending(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The pending approvals once there is one (polled like any API client, bounded)."""
+    async with asyncio.timeout(10):
+        while True:
+            approvals: list[dict[str, Any]] = (await client.get("/approvals")).json()["approvals"]
+            if approvals:
+                return approvals
+            await asyncio.sleep(0.05)

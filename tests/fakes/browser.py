@@ -122,7 +122,7 @@ async def pending_approval(stack: Stack, incident_id: str) -> Approval:
     signals nothing when one opens)."""
     async with asyncio.timeout(WAIT_SECONDS):
         while True:
-            for proposal in stack.runtime.approvals.pending():
+            for proposal in await stack.runtime.approvals.pending():
                 if proposal.incident_id == incident_id:
                     return proposal.view()
             await asyncio.sleep(POLL_SECONDS)
