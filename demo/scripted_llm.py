@@ -124,7 +124,7 @@ def sre_policy(messages: list[dict[str, Any]]) -> Step:
 def _decide(c: Conversation) -> Step:
     if c.calls("write_incident_report"):
         return say(_final_answer(c))
-    if c.calls("escalate_pagerduty") or _verified(c) is not None:
+    if c.calls("escalate_pagerduty") or _verified(c):  # paged, or the fix held
         return tools(Call("write_incident_report", {"content": _report(c)}))
     for endpoint in ("status", "health"):
         if not c.reads(f"/ops/{endpoint}"):

@@ -262,6 +262,8 @@ async def test_a_denied_write_is_reported_and_does_not_fail_the_demo(denied: Run
     assert f"not sent: POST checkout /ops/restart (denied by token: {DENY_NOTE})" in denied.printed
     assert "Approvals: 1 asked for, 1 denied" in denied.printed
     assert "| denied | token |" in result.incident("checkout").report
+    # The fix was not made and checkout is still unhealthy: the agent pages a human.
+    assert result.incident("checkout").outcome == "escalated"
 
 
 # -- python -m demo --------------------------------------------------------------------------
