@@ -62,6 +62,30 @@ class Proposal:
     result: str | None = None
     decided: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @classmethod
+    def new(
+        cls,
+        *,
+        incident_id: str,
+        occurrence: int,
+        tool: str,
+        arguments: dict[str, Any],
+        reason: str | None,
+        now: float,
+        timeout_seconds: float,
+    ) -> Proposal:
+        """A pending approval with a fresh id, expiring `timeout_seconds` after `now`."""
+        return cls(
+            approval_id=f"apr_{secrets.token_urlsafe(12)}",
+            incident_id=incident_id,
+            occurrence=occurrence,
+            tool=tool,
+            arguments=arguments,
+            reason=reason,
+            requested_at=now,
+            expires_at=now + timeout_seconds,
+        )
+
     def view(self) -> Approval:
         return Approval(
             approval_id=self.approval_id,
@@ -118,10 +142,6 @@ class Desk(Protocol):
         ...
 
 
-def new_approval_id() -> str:
-    return f"apr_{secrets.token_urlsafe(12)}"
-
-
 class ApprovalDesk:
     """Every approval of the runtime, in memory (STATE_BACKEND=memory)."""
 
@@ -147,16 +167,14 @@ class ApprovalDesk:
         arguments: dict[str, Any],
         reason: str | None,
     ) -> Proposal:
-        now = self._clock()
-        proposal = Proposal(
-            approval_id=new_approval_id(),
+        proposal = Proposal.new(
             incident_id=incident_id,
             occurrence=occurrence,
             tool=tool,
             arguments=arguments,
             reason=reason,
-            requested_at=now,
-            expires_at=now + self.timeout_seconds,
+            now=self._clock(),
+            timeout_seconds=self.timeout_seconds,
         )
         self._approvals[proposal.approval_id] = proposal
         return proposal

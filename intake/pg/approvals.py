@@ -18,7 +18,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from intake.approvals import ApprovalClosed, Proposal, UnknownApproval, new_approval_id
+from intake.approvals import ApprovalClosed, Proposal, UnknownApproval
 from intake.pg.service import PgIntake
 from models import ApprovalStatus
 
@@ -56,16 +56,14 @@ class PgApprovalDesk:
         arguments: dict[str, Any],
         reason: str | None,
     ) -> Proposal:
-        now = time.time()
-        proposal = Proposal(
-            approval_id=new_approval_id(),
+        proposal = Proposal.new(
             incident_id=incident_id,
             occurrence=occurrence,
             tool=tool,
             arguments=arguments,
             reason=reason,
-            requested_at=now,
-            expires_at=now + self.timeout_seconds,
+            now=time.time(),
+            timeout_seconds=self.timeout_seconds,
         )
         async with self._intake.connection() as conn:
             await conn.execute(

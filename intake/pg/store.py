@@ -15,7 +15,6 @@ Correctness across replicas comes from the database, never from timing:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from intake.records import AlertRecord
-from models import Alert, AlertStatus, Approval, Priority
+from models import Alert, AlertStatus, Approval
 
 QUEUE_LOCK = 0x5E_A6_E7_02
 DISPATCH_LOCK = 0x5E_A6_E7_03
@@ -502,11 +501,3 @@ async def prune(conn: AsyncConnection, retention_seconds: float) -> int:
     )
     await conn.execute("DELETE FROM token_usage WHERE at < now() - interval '2 hours'")
     return cursor.rowcount
-
-
-def priority_rank(priority: str) -> int:
-    return Priority(priority).rank
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
