@@ -129,16 +129,17 @@ class PgIntake:
         if self._stopped:
             return
         self._accepting, self._stopped = False, True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # No new runs and no expiries from here; the leases are still renewed (and
+        # decisions still heard) while the runs finish, or another replica would take over a
+        # run that is still going.
+        claiming = [t for t in self._tasks if t.get_name() in ("pg-dispatch", "pg-tick")]
+        await _cancelled(claiming)
         runs = list(self._runs.values())
         if runs:
             await asyncio.wait(runs, timeout=grace_seconds)
         late = [task for task in self._runs.values() if not task.done()]
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await _cancelled(late)
+        await _cancelled(self._tasks)
         if late:
             with contextlib.suppress(psycopg.Error):
                 async with self._pool.connection() as conn:
@@ -384,29 +385,41 @@ class PgIntake:
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
         try:
-            try:
-                status: AlertStatus | None = await self._runner(record)
-            except asyncio.CancelledError:
-                await self._save_progress(record)  # handed back: what was done is kept
-                raise
-            except LeaseLost:
-                logger.warning("lease lost: another replica took the run over")
-                return
-            except Exception:
-                logger.exception("agent run failed; escalating")
-                status = None
-            if status is None:
-                await self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
-            else:
-                await self._finish(record, status, record.reason, finalize=record.handoff)
-                escalated = status is AlertStatus.ESCALATED
-                if escalated and record.resolved_upstream and self._limits.auto_resolve:
-                    self._end(record, Ending.AUTO_RESOLVE)
+            await self._execute(record)
+        except LeaseLost:
+            logger.warning("lease lost: another replica took the run over")
+        except psycopg.Error as exc:
+            # Nothing more of the run can be stored here. It is not a failed run: it is left
+            # to its lease, which lapses (only runs alive here are renewed), and once the
+            # database answers again a replica resumes it from its last stored transcript.
+            logger.warning(
+                "database unavailable during a run: left to be resumed: %s", str(exc)[:200]
+            )
         finally:
             self._runs.pop(key, None)
             self._records.pop(key, None)
             self._spent.pop(key, None)
             self._wake.set()
+
+    async def _execute(self, record: AlertRecord) -> None:
+        """Run the agent and store how the run ended (escalated if the agent failed)."""
+        try:
+            status: AlertStatus | None = await self._runner(record)
+        except asyncio.CancelledError:
+            await self._save_progress(record)  # handed back: what was done is kept
+            raise
+        except (LeaseLost, psycopg.Error):
+            raise  # the run is not this replica's to end, or cannot be stored now
+        except Exception:
+            logger.exception("agent run failed; escalating")
+            status = None
+        if status is None:
+            await self._finish(record, AlertStatus.ESCALATED, "agent_failed", finalize=True)
+        else:
+            await self._finish(record, status, record.reason, finalize=record.handoff)
+            escalated = status is AlertStatus.ESCALATED
+            if escalated and record.resolved_upstream and self._limits.auto_resolve:
+                self._end(record, Ending.AUTO_RESOLVE)
 
     async def checkpoint(self, record: AlertRecord) -> None:
         """Store a run's progress and deliver the notices that arrived for it; `LeaseLost`
@@ -499,7 +512,7 @@ class PgIntake:
                 continue
             try:
                 async with self._pool.connection() as conn:
-                    held = await store.renew(conn, self.owner, self._lease)
+                    held = await store.renew(conn, self.owner, self._lease, list(self._runs))
             except psycopg.Error as exc:
                 logger.warning("could not renew run leases: %s", str(exc)[:200])
                 continue
@@ -607,6 +620,13 @@ class PgIntake:
             row = await cursor.fetchone()
         stats = self._pool.get_stats()
         return f"PostgreSQL {row[0] if row else '?'}; pool {stats.get('pool_size', 0)} connections"
+
+
+async def _cancelled(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until they are done."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LeaseLost(Exception):
