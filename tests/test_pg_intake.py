@@ -18,6 +18,7 @@ import pytest
 from agent.resume import restore, saved
 from agent.transcript import Transcript
 from intake import Ending, Limits
+from intake.pg import schema, store
 from intake.pg.service import PgIntake
 from intake.service import DatabaseUnavailable
 from models import Alert, AlertState, AlertStatus, Priority, Provider
@@ -220,3 +221,72 @@ def runner_free_server() -> Any:
 
 def test_psycopg_is_the_binary_build() -> None:
     assert psycopg.pq.__impl__ in ("binary", "c")
+
+
+async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
+    runner = FakeRunner(limit=1)
+    finalizer = RecordingFinalizer()
+    intakes = [replica(database_url, runner, finalizer) for _ in range(4)]
+    async with contextlib.AsyncExitStack() as stack:
+        await asyncio.gather(*(stack.enter_async_context(i) for i in intakes))
+        async with intakes[0].connection() as conn:
+            cursor = await conn.execute("SELECT version FROM schema_version ORDER BY version")
+            versions = [row[0] for row in await cursor.fetchall()]
+    assert versions == list(range(1, len(schema.MIGRATIONS) + 1))
+
+
+async def test_a_run_taken_over_a_second_time_is_escalated(database_url: str) -> None:
+    runner = FakeRunner(limit=3)
+    lease = {"lease_seconds": 1.0}
+    async with replicas(database_url, 1, runner, **lease) as ([first], _):
+        await statuses(first, [alert("t")])
+        await runner.wait_started(1)
+        await _die(first)
+        async with replicas(database_url, 1, runner, **lease) as ([second], _):
+            await runner.wait_started(2)  # the first takeover resumes the run
+            await _die(second)
+            async with replicas(database_url, 1, runner, **lease) as ([third], finalized):
+                await third.wait_idle()
+                record = await third.get("generic:t")
+    assert runner.started == ["generic:t", "generic:t"]  # not a third time
+    assert record is not None
+    assert (record.status, record.reason) == (AlertStatus.ESCALATED, "taken_over_twice")
+    assert finalized.records == [("generic:t", AlertStatus.ESCALATED, "taken_over_twice")]
+
+
+async def test_shutdown_hands_runs_back_and_another_replica_resumes_them_at_once(
+    database_url: str,
+) -> None:
+    runner = FakeRunner(limit=2)
+    async with replicas(database_url, 1, runner) as ([leaving], _):
+        await statuses(leaving, [alert("h")])
+        await runner.wait_started(1)
+        await leaving.stop(grace_seconds=0)  # SIGTERM with the run still going
+        async with replicas(database_url, 1, runner) as ([staying], _):
+            await runner.wait_started(2)  # no lease to wait out: handed back
+            runner.release("generic:h")
+            await staying.wait_idle()
+            record = await staying.get("generic:h")
+    assert record is not None
+    assert record.status is AlertStatus.RESOLVED
+    assert any("handed back" in (step.note or "") for step in record.timeline)
+
+
+async def test_finished_occurrences_past_the_retention_are_pruned(database_url: str) -> None:
+    runner = FakeRunner(limit=2, auto=True)
+    async with replicas(database_url, 1, runner) as ([intake], _):
+        await statuses(intake, [alert("old"), alert("open", "worker")])
+        await intake.wait_idle()
+        async with intake.connection() as conn:
+            kept = await store.prune(conn, retention_seconds=3600)
+            gone = await store.prune(conn, retention_seconds=0)
+        remembered = await intake.get("generic:old")
+    assert (kept, gone) == (0, 2)
+    assert remembered is None
+
+
+async def _die(intake: PgIntake) -> None:
+    """The replica stops dead: no renewals, no claims, its runs gone, nothing handed back."""
+    for task in [*intake._tasks, *intake._runs.values()]:
+        task.cancel()
+    await asyncio.gather(*intake._tasks, *intake._runs.values(), return_exceptions=True)

@@ -488,16 +488,19 @@ async def expire_due(conn: AsyncConnection, ttl_seconds: float) -> list[dict[str
 
 
 async def prune(conn: AsyncConnection, retention_seconds: float) -> int:
-    """Forget finished occurrences (and their approvals) past the retention."""
+    """Forget finished occurrences (and their approvals) past the retention; how many."""
     horizon = time.time() - retention_seconds
     cursor = await conn.execute(
         """WITH gone AS (DELETE FROM occurrences
                          WHERE finished_at IS NOT NULL AND finished_at < %s
                            AND status NOT IN ('queued', 'running')
-                         RETURNING incident_id, occurrence)
-           DELETE FROM approvals a USING gone
-           WHERE a.incident_id = gone.incident_id AND a.occurrence = gone.occurrence""",
+                         RETURNING incident_id, occurrence),
+                approvals_gone AS (DELETE FROM approvals a USING gone
+                                   WHERE a.incident_id = gone.incident_id
+                                     AND a.occurrence = gone.occurrence)
+           SELECT count(*) FROM gone""",
         (horizon,),
     )
+    row = await cursor.fetchone()
     await conn.execute("DELETE FROM token_usage WHERE at < now() - interval '2 hours'")
-    return cursor.rowcount
+    return int(row[0]) if row else 0
