@@ -451,13 +451,19 @@ async def _run_row(
     return None if row is None else (row[0], row[1], row[2])
 
 
-async def renew(conn: AsyncConnection, owner: str, lease_seconds: float) -> set[tuple[str, int]]:
-    """Extend every lease this replica holds; the runs it still holds."""
+async def renew(
+    conn: AsyncConnection, owner: str, lease_seconds: float, runs: Sequence[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Extend the leases of `runs` (the runs alive on this replica) that it still holds;
+    those runs. A run this replica holds but no longer executes (left when the database
+    went away) is not renewed: its lease lapses and a replica resumes it."""
     cursor = await conn.execute(
         """UPDATE occurrences SET lease_expires = now() + make_interval(secs => %s)
            WHERE status = 'running' AND lease_owner = %s
+             AND (incident_id, occurrence) IN
+                 (SELECT * FROM unnest(%s::text[], %s::integer[]))
            RETURNING incident_id, occurrence""",
-        (lease_seconds, owner),
+        (lease_seconds, owner, [r[0] for r in runs], [r[1] for r in runs]),
     )
     return {(r[0], r[1]) for r in await cursor.fetchall()}
 
