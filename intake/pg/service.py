@@ -508,16 +508,20 @@ class PgIntake:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self._lease / 3)
-            if not self._runs:
+            # Only these runs are renewed and judged: a run claimed while the renewal is
+            # on its way has a fresh lease and is not in it (it must not be stopped).
+            alive = [key for key, task in self._runs.items() if not task.done()]
+            if not alive:
                 continue
             try:
                 async with self._pool.connection() as conn:
-                    held = await store.renew(conn, self.owner, self._lease, list(self._runs))
+                    held = await store.renew(conn, self.owner, self._lease, alive)
             except psycopg.Error as exc:
                 logger.warning("could not renew run leases: %s", str(exc)[:200])
                 continue
-            for key, task in list(self._runs.items()):
-                if key not in held and not task.done():
+            for key in alive:
+                task = self._runs.get(key)
+                if key not in held and task is not None and not task.done():
                     logger.error("lost the lease of %s#%d: stopping its run", *key)
                     task.cancel()
 
