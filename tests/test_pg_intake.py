@@ -159,8 +159,12 @@ async def test_repeats_resolves_and_a_restart_forget_nothing(database_url: str) 
     assert first_occurrence.repeats == 2
     assert first_occurrence.resolved_upstream
     assert ("generic:r", 1, Ending.RESOLVED_UPSTREAM) in finalized_after.endings
-    assert queued_resolve in ([("resolved", "resolved_before_diagnosis")], [("ignored", "running")])
-    assert finalized.endings
+    # The worker alert was resolved while queued (closed, with its report), or while running
+    # (the agent is told); which one depends on how fast a replica claimed it.
+    if queued_resolve == [("resolved", "resolved_before_diagnosis")]:
+        assert ("generic:w", 1, Ending.CLOSE) in finalized.endings
+    else:
+        assert queued_resolve == [("ignored", "running")]
 
 
 async def test_unknown_service_is_escalated_at_once_and_stored(database_url: str) -> None:

@@ -377,11 +377,21 @@ class PgIntake:
             )
             record.mark(TimelineStatus.RUNNING, f"{how}; resumed from the stored transcript")
         self._records[key] = record
-        self._runs[key] = asyncio.create_task(self._run(record), name=record.incident_id)
+        task = asyncio.create_task(self._run(record), name=record.incident_id)
+        self._runs[key] = task
+        # Forgotten when the task ends, however (even cancelled before its first step).
+        task.add_done_callback(lambda _done: self._forget(key, task))
         return True
 
+    def _forget(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        if self._runs.get(key) is task:
+            del self._runs[key]
+            self._records.pop(key, None)
+            self._spent.pop(key, None)
+            self._wake.set()
+
     async def _run(self, record: AlertRecord) -> None:
-        key = (record.incident_id, record.occurrence)
+        """One run (forgotten by `_forget` when its task ends)."""
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
         try:
@@ -395,11 +405,6 @@ class PgIntake:
             logger.warning(
                 "database unavailable during a run: left to be resumed: %s", str(exc)[:200]
             )
-        finally:
-            self._runs.pop(key, None)
-            self._records.pop(key, None)
-            self._spent.pop(key, None)
-            self._wake.set()
 
     async def _execute(self, record: AlertRecord) -> None:
         """Run the agent and store how the run ended (escalated if the agent failed)."""
