@@ -191,9 +191,8 @@ class PgIntake:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
                     await store.lock_incidents(conn, [a.incident_id for a in alerts])
+                    # A new occurrence wakes the dispatchers (`store.queue_for_new`).
                     outcomes = [await self._decide(conn, a, trace_id, endings) for a in alerts]
-                    if any(o.status is AlertStatus.QUEUED for o in outcomes):
-                        await conn.execute(f"NOTIFY {store.CHANNEL}")
                 break
             except psycopg.OperationalError as exc:
                 if attempt == 2:
@@ -263,7 +262,7 @@ class PgIntake:
         ceiling = self._max_tokens_per_hour
         if ceiling > 0 and await store.tokens_last_hour(conn) >= ceiling:
             return "hourly_token_budget"
-        if await store.queued_count(conn) >= self._limits.queue_size:
+        if await store.queue_for_new(conn) >= self._limits.queue_size:
             return "queue_full"
         return None
 

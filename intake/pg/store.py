@@ -104,10 +104,21 @@ async def latest(conn: AsyncConnection, incident_id: str) -> Latest | None:
     return Latest(incident_id, row[0], AlertStatus(row[1]), *row[2:])
 
 
-async def queued_count(conn: AsyncConnection) -> int:
-    """Queued occurrences, counted under the queue lock (held until the transaction ends)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (QUEUE_LOCK,))
-    cursor = await conn.execute("SELECT count(*) FROM occurrences WHERE status = 'queued'")
+async def queue_for_new(conn: AsyncConnection) -> int:
+    """For an occurrence about to be queued: wake the dispatchers (NOTIFY, delivered at
+    commit only), take the queue lock (held until the transaction ends), count the queue.
+
+    One round trip: the queue lock serializes the new occurrences of every replica until
+    they commit, so each wait for this client while holding it costs throughput (measured
+    in bench/postgres_load.py). The count is a statement of its own, so its snapshot is taken
+    once the lock is granted: what another replica committed meanwhile is counted. An
+    occurrence then refused as `queue_full` wakes the dispatchers for nothing."""
+    cursor = await conn.execute(
+        f"NOTIFY {CHANNEL}; SELECT pg_advisory_xact_lock({QUEUE_LOCK}); "
+        "SELECT count(*) FROM occurrences WHERE status = 'queued'"
+    )
+    cursor.nextset()  # past the NOTIFY
+    cursor.nextset()  # past the lock
     row = await cursor.fetchone()
     return int(row[0]) if row else 0
 
