@@ -19,6 +19,7 @@ BENCHMARKS = (
     "webhook_load",
     "footprint",
     "pager_storm",
+    "postgres_load",
 )
 TIMEOUT_SECONDS = 600
 
