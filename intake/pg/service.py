@@ -357,6 +357,12 @@ class PgIntake:
             return False
         record = store.record_of(claim.row)
         key = (record.incident_id, record.occurrence)
+        running_here = self._runs.get(key)
+        if running_here is not None and not running_here.done():
+            # Its own lease lapsed (renewals failed) while the run went on here: the claim
+            # renewed it; a second task of the same run must not start.
+            logger.warning("reclaimed a run still going on this replica; it goes on")
+            return True
         if claim.row.get("transcript") is not None or claim.row.get("run_state") is not None:
             self._restore(
                 record, {"transcript": claim.row["transcript"], **(claim.row["run_state"] or {})}
