@@ -104,12 +104,20 @@ class Proposal:
         )
 
     def describe(self) -> str:
-        """The proposed call in one line, for pages, timelines and the model."""
-        args = self.arguments
-        if self.tool == "scale_service":
-            return f"scale {args.get('service')} to {args.get('replicas')} replicas"
-        body = json.dumps(args.get("body") or {}, ensure_ascii=False, sort_keys=True)
-        return f"POST {args.get('service')} {args.get('endpoint')} {body}"
+        """The proposed call in one line, with its body, for pages and timelines."""
+        return describe_call(self.tool, self.arguments, body=True)
+
+
+def describe_call(tool: str, arguments: dict[str, Any], *, body: bool = False) -> str:
+    """A proposed write in one line: `POST worker /ops/restart` (with `body`: and its JSON
+    body), `scale api to 4 replicas`."""
+    if tool == "scale_service":
+        return f"scale {arguments.get('service')} to {arguments.get('replicas')} replicas"
+    method = str(arguments.get("method") or "POST").upper()
+    line = f"{method} {arguments.get('service')} {arguments.get('endpoint')}"
+    if body:
+        line += " " + json.dumps(arguments.get("body") or {}, ensure_ascii=False, sort_keys=True)
+    return line
 
 
 class Desk(Protocol):

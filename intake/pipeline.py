@@ -31,7 +31,7 @@ from opentelemetry import propagate, trace
 
 from intake.history import RECENT_SIZE, History
 from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
-from intake.records import AlertRecord, SubmitOutcome
+from intake.records import AlertRecord, SubmitOutcome, repeat_notice, resolved_notice
 from intake.workers import Runner, Workers
 from models import Alert, AlertState, AlertStatus, TimelineStatus
 from telemetry import incident_id_var, trace_id_var
@@ -214,9 +214,7 @@ class Intake:
             return self._open(alert, trace_id, now, latest)
         latest.repeats += 1
         if verdict is Firing.RUNNING:
-            latest.notify(
-                f"{latest.repeats} repeat notification(s) arrived; latest: {alert.summary}"
-            )
+            latest.notify(repeat_notice(latest.repeats, alert.summary))
         elif verdict is Firing.STILL_FIRING:
             return self._still_firing(latest, now)
         return self._deduplicated(verdict.value, latest)
@@ -238,15 +236,12 @@ class Intake:
 
     def _still_firing(self, record: AlertRecord, now: float) -> SubmitOutcome:
         """The agent's fix did not hold: escalate the occurrence, once."""
-        resolved_for = now - (record.finished_at or now)
+        resolved_for = record.escalate_still_firing(now)
         logger.warning(
             "still firing %.0fs after the agent resolved it; escalating",
             resolved_for,
             extra={"incident_id": record.incident_id, "occurrence": record.occurrence},
         )
-        record.still_firing = True
-        record.status, record.reason = AlertStatus.ESCALATED, "still_firing"
-        record.mark(TimelineStatus.STILL_FIRING, f"still firing {resolved_for:.0f}s after the fix")
         self._counters.escalated += 1
         self._end(record, Ending.STILL_FIRING)
         return SubmitOutcome(AlertStatus.ESCALATED, "still_firing", record.occurrence)
@@ -261,9 +256,7 @@ class Intake:
             self._close_queued(latest, AlertStatus.RESOLVED, verdict.value)
             return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
         if verdict is Resolution.RUNNING:
-            latest.notify(
-                f"The monitoring platform reports this incident as resolved: {alert.summary}"
-            )
+            latest.notify(resolved_notice(alert.summary))
             latest.mark(TimelineStatus.RESOLVED_UPSTREAM, "during the run")
             return self._ignore(verdict.value, latest)
         latest.mark(TimelineStatus.RESOLVED_UPSTREAM)

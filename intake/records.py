@@ -375,6 +375,15 @@ class AlertRecord:
         """Record an event after the run on the timeline (the status stays)."""
         self._steps += (time.time(), event._value_, note)
 
+    def escalate_still_firing(self, now: float) -> float:
+        """The agent's fix did not hold (CONTRACT §3): escalated once, as `still_firing`.
+        The seconds since the fix (`now` on the clock of `finished_at`)."""
+        resolved_for = now - (self.finished_at or now)
+        self.still_firing = True
+        self.status, self.reason = AlertStatus.ESCALATED, "still_firing"
+        self.mark(TimelineStatus.STILL_FIRING, f"still firing {resolved_for:.0f}s after the fix")
+        return resolved_for
+
     def notify(self, notice: str) -> None:
         """Tell the running agent something at its next turn (a repeat, a resolution)."""
         if self._notices is None:
@@ -509,6 +518,16 @@ PACKED_OCCURRENCE = 1
 PACKED_FINISHED_AT = 5
 PACKED_PREVIOUS = 25
 _STEPS = 27  # the timeline starts here; its length is just before
+
+
+def repeat_notice(repeats: int, summary: str) -> str:
+    """What a running agent is told of repeat notifications."""
+    return f"{repeats} repeat notification(s) arrived; latest: {summary}"
+
+
+def resolved_notice(summary: str) -> str:
+    """What a running agent is told when the platform resolves its incident."""
+    return f"The monitoring platform reports this incident as resolved: {summary}"
 
 
 def occurrence_summary(record: AlertRecord) -> OccurrenceSummary:

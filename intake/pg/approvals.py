@@ -19,19 +19,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from intake.approvals import ApprovalClosed, Proposal, UnknownApproval
+from intake.pg import store
 from intake.pg.service import PgIntake
 from models import ApprovalStatus
 
 CHANNEL = "sre_agent_approvals"
 POLL_SECONDS = 0.5
-_FIELDS = (
-    "approval_id, incident_id, occurrence, tool, arguments, reason, requested_at, expires_at, "
-    "status, decided_by, decided_at, note, result"
-)
-
-
-def proposal_of(row: dict[str, Any]) -> Proposal:
-    return Proposal(**{**row, "status": ApprovalStatus(row["status"])})
 
 
 class PgApprovalDesk:
@@ -94,13 +87,13 @@ class PgApprovalDesk:
                         note = %s
                     WHERE approval_id = %s AND incident_id = %s AND status = 'pending'
                       AND expires_at > %s
-                    RETURNING {_FIELDS}""",
+                    RETURNING {store.APPROVAL_FIELDS}""",
                 (status.value, by, now, note or None, approval_id, incident_id, now),
             )
             row = await cur.fetchone()
             if row is not None:
                 await conn.execute(f"NOTIFY {CHANNEL}")
-                return proposal_of(row)
+                return store.proposal_of(row)
         proposal = await self._fetch(incident_id, approval_id)
         if proposal is None:
             raise UnknownApproval(approval_id)
@@ -164,6 +157,5 @@ class PgApprovalDesk:
         return proposal
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[Proposal]:
-        async with self._intake.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(f"SELECT {_FIELDS} FROM approvals WHERE {where}", params)
-            return [proposal_of(row) for row in await cur.fetchall()]
+        async with self._intake.connection() as conn:
+            return await store.proposals(conn, where, params)

@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
 from intake.pg import schema, store
 from intake.pipeline import Draining, Limits
-from intake.records import AlertRecord, SubmitOutcome
+from intake.records import AlertRecord, SubmitOutcome, repeat_notice, resolved_notice
 from intake.service import DatabaseUnavailable
 from intake.workers import Runner
 from models import Alert, AlertState, AlertStatus, TimelineStatus
@@ -217,19 +217,18 @@ class PgIntake:
         if verdict is Firing.STILL_FIRING:
             record = await self._load(conn, latest)
             record.repeats += 1
-            record.still_firing = True
-            finished = record.finished_at or time.time()
-            record.status, record.reason = AlertStatus.ESCALATED, "still_firing"
-            record.mark(
-                TimelineStatus.STILL_FIRING,
-                f"still firing {time.time() - finished:.0f}s after the fix",
+            resolved_for = record.escalate_still_firing(time.time())
+            logger.warning(
+                "still firing %.0fs after the agent resolved it; escalating",
+                resolved_for,
+                extra={"incident_id": record.incident_id, "occurrence": record.occurrence},
             )
             await store.update(conn, record)
             endings.append((record, Ending.STILL_FIRING))
             return SubmitOutcome(AlertStatus.ESCALATED, "still_firing", latest.occurrence)
         notice = None
         if verdict is Firing.RUNNING:
-            notice = f"{latest.repeats + 1} repeat notification(s) arrived; latest: {alert.summary}"
+            notice = repeat_notice(latest.repeats + 1, alert.summary)
         await store.add_repeat(conn, latest, notice)
         return SubmitOutcome(AlertStatus.DEDUPLICATED, verdict.value, latest.occurrence)
 
@@ -244,10 +243,8 @@ class PgIntake:
         record = AlertRecord(alert, trace_id=trace_id, enqueued_at=time.time(), seq=0)
         record.occurrence = 1 if latest is None else latest.occurrence + 1
         refusal = await self._refusal(conn, record)
-        if refusal is None:
-            record.move(AlertStatus.QUEUED)
-        else:
-            record.move(AlertStatus.QUEUED)
+        record.move(AlertStatus.QUEUED)
+        if refusal is not None:
             record.move(AlertStatus.ESCALATED, refusal)
             record.finished_at = time.time()
         record.seq = await store.insert(conn, record)
@@ -282,11 +279,7 @@ class PgIntake:
         if verdict is Resolution.RUNNING:
             record.mark(TimelineStatus.RESOLVED_UPSTREAM, "during the run")
             await store.update(conn, record)
-            await store.notify_run(
-                conn,
-                latest,
-                f"The monitoring platform reports this incident as resolved: {alert.summary}",
-            )
+            await store.notify_run(conn, latest, resolved_notice(alert.summary))
             return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
         if verdict is Resolution.QUEUED:
             record.move(AlertStatus.RESOLVED, verdict.value)
@@ -303,8 +296,7 @@ class PgIntake:
         return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
 
     async def _load(self, conn: psycopg.AsyncConnection, latest: store.Latest) -> AlertRecord:
-        rows = await store.fetch_record(conn, latest.incident_id, latest.occurrence)
-        return store.record_of(rows[0])
+        return await store.fetch_one(conn, latest.incident_id, latest.occurrence)
 
     # -- dispatch and runs -------------------------------------------------------------------
 
@@ -481,8 +473,8 @@ class PgIntake:
         task.add_done_callback(self._side.discard)
 
     async def _ending(self, record: AlertRecord, ending: Ending) -> None:
-        """Page and report (or add to the report: the reports are the database's), then
-        store what it changed."""
+        """Page and report, or add to the report (`ReportWriter` stores every report, with
+        the outcome and page it records, in the database as it writes it)."""
         trace_id_var.set(record.trace_id)
         incident_id_var.set(record.incident_id)
         try:
@@ -557,28 +549,30 @@ class PgIntake:
     # -- views -------------------------------------------------------------------------------
 
     async def get(self, incident_id: str, occurrence: int | None = None) -> AlertRecord | None:
+        """The occurrence (the latest when None) with the ones before it linked, and its
+        approvals; a run going on here is shown as this replica holds it."""
         async with self._pool.connection() as conn:
             rows = await store.fetch_record(conn, incident_id, occurrence)
-        if not rows:
-            return None
-        records = [store.record_of(row) for row in rows]
+            if not rows:
+                return None
+            records = [store.record_of(row) for row in rows]
+            local = self._records.get((incident_id, records[0].occurrence))
+            if local is None:
+                records[0].approvals_shown = await store.approvals_of(
+                    conn, incident_id, records[0].occurrence
+                )
+            else:
+                records[0] = local  # the run going on here, as it is now
         for newer, older in zip(records, records[1:], strict=False):
             newer.previous = older
-        local = self._records.get((incident_id, records[0].occurrence))
-        if local is not None:
-            return local
-        async with self._pool.connection() as conn:
-            records[0].approvals_shown = await store.approvals_of(
-                conn, incident_id, records[0].occurrence
-            )
         return records[0]
 
     async def running(self, limit: int) -> list[AlertRecord]:
         """The runs of every replica; those waiting for a decision show it."""
-        rows = await self._listing("status = 'running'", "seq", limit)
-        records = [store.record_of(r) for r in rows]
         async with self._pool.connection() as conn:
+            rows = await store.listing(conn, "status = 'running'", "seq", limit)
             waiting = await store.awaiting_approval(conn)
+        records = [store.record_of(r) for r in rows]
         for record in records:
             if (record.incident_id, record.occurrence) in waiting:
                 record.awaiting = True

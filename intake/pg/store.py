@@ -24,8 +24,9 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from intake.approvals import Proposal
 from intake.records import AlertRecord
-from models import Alert, AlertStatus, Approval
+from models import Alert, AlertStatus, Approval, ApprovalStatus
 
 QUEUE_LOCK = 0x5E_A6_E7_02
 DISPATCH_LOCK = 0x5E_A6_E7_03
@@ -180,23 +181,15 @@ async def notify_run(conn: AsyncConnection, latest: Latest, notice: str) -> None
     )
 
 
-async def update(conn: AsyncConnection, record: AlertRecord, *, owner: str | None = None) -> bool:
-    """Write a record's state back; with `owner`, only while that replica holds its lease.
-    False when nothing was written (the lease was lost)."""
+async def update(conn: AsyncConnection, record: AlertRecord) -> None:
+    """Write back the state of a record intake decided on, under its incident's lock."""
     columns = _state_columns(record)
     assignments = ", ".join(f"{name} = %({name})s" for name in columns)
-    fence = " AND lease_owner = %(owner)s" if owner is not None else ""
-    cursor = await conn.execute(
+    await conn.execute(
         f"UPDATE occurrences SET {assignments} "
-        f"WHERE incident_id = %(incident_id)s AND occurrence = %(occurrence)s{fence}",
-        {
-            **columns,
-            "incident_id": record.incident_id,
-            "occurrence": record.occurrence,
-            "owner": owner,
-        },
+        "WHERE incident_id = %(incident_id)s AND occurrence = %(occurrence)s",
+        {**columns, "incident_id": record.incident_id, "occurrence": record.occurrence},
     )
-    return cursor.rowcount == 1
 
 
 async def save_report(conn: AsyncConnection, record: AlertRecord, name: str, text: str) -> None:
@@ -210,20 +203,30 @@ async def save_report(conn: AsyncConnection, record: AlertRecord, name: str, tex
 async def fetch_record(
     conn: AsyncConnection, incident_id: str, occurrence: int | None
 ) -> list[dict[str, Any]]:
-    """The rows of an incident, newest first, from `occurrence` (the latest when None)."""
+    """The rows of an incident, newest first, from `occurrence` (the latest when None);
+    none when that occurrence is not remembered."""
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
-            f"SELECT {_COLUMNS}, report IS NOT NULL AS has_report, "
-            "transcript IS NOT NULL AS has_transcript FROM occurrences "
-            "WHERE incident_id = %s ORDER BY occurrence DESC",
-            (incident_id,),
+            f"SELECT {_COLUMNS} FROM occurrences WHERE incident_id = %s "
+            "AND occurrence <= coalesce(%s, occurrence) ORDER BY occurrence DESC",
+            (incident_id, occurrence),
         )
         rows = await cursor.fetchall()
-    if occurrence is not None:
-        rows = [r for r in rows if r["occurrence"] <= occurrence]
-        if not rows or rows[0]["occurrence"] != occurrence:
-            return []
+    if occurrence is not None and (not rows or rows[0]["occurrence"] != occurrence):
+        return []
     return rows
+
+
+async def fetch_one(conn: AsyncConnection, incident_id: str, occurrence: int) -> AlertRecord:
+    """One occurrence (that exists) as a record."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {_COLUMNS} FROM occurrences WHERE incident_id = %s AND occurrence = %s",
+            (incident_id, occurrence),
+        )
+        row = await cursor.fetchone()
+    assert row is not None, "fetched under the incident's lock, after `latest` found it"
+    return record_of(row)
 
 
 async def column(conn: AsyncConnection, name: str, incident_id: str, occurrence: int) -> Any:
@@ -248,19 +251,31 @@ async def listing(
         return await cursor.fetchall()
 
 
+APPROVAL_FIELDS = (
+    "approval_id, incident_id, occurrence, tool, arguments, reason, requested_at, expires_at, "
+    "status, decided_by, decided_at, note, result"
+)
+
+
+def proposal_of(row: dict[str, Any]) -> Proposal:
+    """An `approvals` row (its `APPROVAL_FIELDS`) as the desk's `Proposal`."""
+    return Proposal(**{**row, "status": ApprovalStatus(row["status"])})
+
+
+async def proposals(conn: AsyncConnection, where: str, params: Sequence[Any]) -> list[Proposal]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT {APPROVAL_FIELDS} FROM approvals WHERE {where}", params)
+        return [proposal_of(row) for row in await cursor.fetchall()]
+
+
 async def approvals_of(conn: AsyncConnection, incident_id: str, occurrence: int) -> list[Approval]:
     """An occurrence's approvals, oldest first, as the API shows them."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            """SELECT approval_id, incident_id, occurrence, tool, arguments, reason,
-                      to_timestamp(requested_at) AS requested_at,
-                      to_timestamp(expires_at) AS expires_at, status, decided_by,
-                      to_timestamp(decided_at) AS decided_at, note, result
-               FROM approvals WHERE incident_id = %s AND occurrence = %s
-               ORDER BY requested_at""",
-            (incident_id, occurrence),
-        )
-        return [Approval.model_validate(row) for row in await cursor.fetchall()]
+    found = await proposals(
+        conn,
+        "incident_id = %s AND occurrence = %s ORDER BY requested_at",
+        (incident_id, occurrence),
+    )
+    return [p.view() for p in found]
 
 
 async def awaiting_approval(conn: AsyncConnection) -> set[tuple[str, int]]:
@@ -377,33 +392,12 @@ async def checkpoint(
     new_tokens: int,
 ) -> list[str] | None:
     """Store a run's progress (fenced by its lease) and take the notices that arrived for
-    it; None when the lease is no longer this replica's. What intake wrote meanwhile (a
-    timeline entry, the platform's resolve) is taken into the record, never overwritten."""
+    it; None when the lease is no longer this replica's."""
     async with conn.transaction():
-        stored = await _run_row(conn, record, owner)
-        if stored is None:
-            return None
-        notices, timeline, resolved_upstream = stored
-        record.resolved_upstream = record.resolved_upstream or resolved_upstream
-        columns = _state_columns(record)
-        await conn.execute(
-            """UPDATE occurrences SET turns = %s, tokens = %s, tool_calls = %s, timeline = %s,
-                   transcript = %s, run_state = %s, notices = '[]'
-               WHERE incident_id = %s AND occurrence = %s""",
-            (
-                columns["turns"],
-                columns["tokens"],
-                columns["tool_calls"],
-                Jsonb(record.merge_timeline(timeline)),
-                None if transcript is None else Jsonb(transcript),
-                None if run_state is None else Jsonb(run_state),
-                record.incident_id,
-                record.occurrence,
-            ),
-        )
-        if new_tokens > 0:
+        notices = await _write_run(conn, record, owner, transcript, run_state, finished=False)
+        if notices is not None and new_tokens > 0:
             await conn.execute("INSERT INTO token_usage (tokens) VALUES (%s)", (new_tokens,))
-        return list(notices or [])
+        return notices
 
 
 async def finish_run(
@@ -414,52 +408,60 @@ async def finish_run(
     transcript: dict[str, Any] | None,
     run_state: dict[str, Any] | None,
 ) -> bool:
-    """A run's end: its terminal status and everything the run owns, fenced by its lease;
-    intake's writes meanwhile are merged in. False when the lease was lost."""
+    """A run's end: its terminal status and everything the run owns, fenced by its lease.
+    False when the lease was lost."""
     async with conn.transaction():
-        stored = await _run_row(conn, record, owner)
-        if stored is None:
-            return False
-        _notices, timeline, resolved_upstream = stored
-        record.resolved_upstream = record.resolved_upstream or resolved_upstream
-        columns = _state_columns(record)
-        await conn.execute(
-            """UPDATE occurrences SET status = %s, reason = %s, finished_at = %s, turns = %s,
-                   tokens = %s, tool_calls = %s, timeline = %s, outcome = %s, handoff = %s,
-                   resolved_upstream = %s,
-                   transcript = coalesce(%s, transcript), run_state = coalesce(%s, run_state)
-               WHERE incident_id = %s AND occurrence = %s""",
-            (
-                columns["status"],
-                columns["reason"],
-                columns["finished_at"],
-                columns["turns"],
-                columns["tokens"],
-                columns["tool_calls"],
-                Jsonb(record.merge_timeline(timeline)),
-                columns["outcome"],
-                columns["handoff"],
-                record.resolved_upstream,
-                None if transcript is None else Jsonb(transcript),
-                None if run_state is None else Jsonb(run_state),
-                record.incident_id,
-                record.occurrence,
-            ),
-        )
-        return True
+        written = await _write_run(conn, record, owner, transcript, run_state, finished=True)
+        return written is not None
 
 
-async def _run_row(
-    conn: AsyncConnection, record: AlertRecord, owner: str | None
-) -> tuple[list[str], list[list[Any]], bool] | None:
-    fence = "lease_owner = %s" if owner is not None else "(lease_owner IS NULL OR %s IS NULL)"
+async def _write_run(
+    conn: AsyncConnection,
+    record: AlertRecord,
+    owner: str,
+    transcript: dict[str, Any] | None,
+    run_state: dict[str, Any] | None,
+    *,
+    finished: bool,
+) -> list[str] | None:
+    """Write what a run owns while `owner` holds its lease; None when it does not. What
+    intake wrote meanwhile (a timeline entry, the platform's resolve) is taken into the
+    record, never overwritten; notices are taken (or, at the end, left: nobody reads them)."""
     cursor = await conn.execute(
-        f"""SELECT notices, timeline, resolved_upstream FROM occurrences
-            WHERE incident_id = %s AND occurrence = %s AND {fence} FOR UPDATE""",
+        """SELECT notices, timeline, resolved_upstream FROM occurrences
+           WHERE incident_id = %s AND occurrence = %s AND lease_owner = %s FOR UPDATE""",
         (record.incident_id, record.occurrence, owner),
     )
     row = await cursor.fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    notices, timeline, resolved_upstream = row
+    record.resolved_upstream = record.resolved_upstream or resolved_upstream
+    values = _state_columns(record)
+    values.update(
+        timeline=Jsonb(record.merge_timeline(timeline)),
+        transcript=None if transcript is None else Jsonb(transcript),
+        run_state=None if run_state is None else Jsonb(run_state),
+        resolved_upstream=record.resolved_upstream,
+        incident_id=record.incident_id,
+        occurrence=record.occurrence,
+    )
+    run_columns = """turns = %(turns)s, tokens = %(tokens)s, tool_calls = %(tool_calls)s,
+        timeline = %(timeline)s, resolved_upstream = %(resolved_upstream)s,
+        transcript = coalesce(%(transcript)s, transcript),
+        run_state = coalesce(%(run_state)s, run_state)"""
+    end_columns = (
+        """, status = %(status)s, reason = %(reason)s, finished_at = %(finished_at)s,
+        outcome = %(outcome)s, handoff = %(handoff)s"""
+        if finished
+        else ", notices = '[]'"
+    )
+    await conn.execute(
+        f"UPDATE occurrences SET {run_columns}{end_columns} "
+        "WHERE incident_id = %(incident_id)s AND occurrence = %(occurrence)s",
+        values,
+    )
+    return list(notices or [])
 
 
 async def renew(

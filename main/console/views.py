@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup
 
+from intake.approvals import describe_call
 from main.console import markdown
 from main.errors import ClientError
 from models import (
@@ -50,14 +51,6 @@ def incident_path(incident_id: str, occurrence: int | None = None) -> str:
 def approval_path(approval: Approval) -> str:
     """Where the decision form about `approval` posts."""
     return f"{incident_path(approval.incident_id)}/approvals/{quote(approval.approval_id)}"
-
-
-def describe(tool: str, arguments: dict[str, Any]) -> str:
-    """A proposed write in one line: `POST worker /ops/restart`, `scale api to 4 replicas`."""
-    if tool == "scale_service":
-        return f"scale {arguments.get('service')} to {arguments.get('replicas')} replicas"
-    method = str(arguments.get("method") or "POST").upper()
-    return f"{method} {arguments.get('service')} {arguments.get('endpoint')}"
 
 
 def safe_link(url: str | None) -> str | None:
@@ -124,7 +117,7 @@ async def board(runtime: Runtime) -> Board:
     approvals = [
         PendingApproval(
             approval=view,
-            what=describe(view.tool, view.arguments),
+            what=describe_call(view.tool, view.arguments),
             href=incident_path(view.incident_id),
         )
         for view in (p.view() for p in await runtime.approvals.pending())
@@ -221,7 +214,8 @@ async def incident(runtime: Runtime, record: AlertRecord, error: str | None = No
     latest = await runtime.intake.get(record.incident_id) or record
     detail = record.detail(latest)
     views = [
-        ApprovalView(a, describe(a.tool, a.arguments), approval_path(a)) for a in detail.approvals
+        ApprovalView(a, describe_call(a.tool, a.arguments), approval_path(a))
+        for a in detail.approvals
     ]
     return IncidentView(
         detail=detail,
