@@ -234,7 +234,6 @@ async def test_logout_needs_the_csrf_token_and_ends_the_session(stack: Stack) ->
 
 async def test_every_console_answer_carries_the_security_headers(stack: Stack) -> None:
     await stack.webhook("generic", alert())
-    action = ""
     async with browser(stack) as anonymous:
         answers = [
             await anonymous.get("/console"),
@@ -280,7 +279,8 @@ async def test_static_files_have_their_types_and_nothing_else_is_served(stack: S
     assert css.headers["content-type"].startswith("text/css")
     assert js.headers["content-type"].startswith("text/javascript")
     assert icon.headers["content-type"].startswith("image/svg+xml")
-    assert outside.status_code != 200  # not a static file's name: the login redirect
+    assert outside.status_code == 303  # not a static file's name: the login redirect
+    assert outside.headers["location"].startswith("/console/login")
     assert template.status_code == 404
 
 

@@ -184,8 +184,7 @@ async def test_a_run_whose_replica_stopped_renewing_is_taken_over(database_url: 
     async with replicas(database_url, 1, runner, lease_seconds=1.0) as ([dead], _):
         await statuses(dead, [alert("k")])
         await runner.wait_started(1)
-        for task in [*dead._tasks, *dead._runs.values()]:  # the replica dies mid-run
-            task.cancel()
+        await _die(dead)
         async with replicas(database_url, 1, runner, lease_seconds=1.0) as ([alive], _):
             await runner.wait_started(2)  # taken over after the lease lapsed
             runner.release("generic:k")

@@ -197,7 +197,6 @@ async def test_concurrent_decisions_send_the_write_exactly_once(
         await stack.idle()
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [409] * 8
-    assert stack.services["worker"].paths("POST") in ([], ["/ops/restart"])
     winner = next(a for a in answers if a.status_code == 200).json()
     expected_posts = ["/ops/restart"] if winner["status"] == "approved" else []
     assert stack.services["worker"].paths("POST") == expected_posts
@@ -317,20 +316,20 @@ def _request(base_url: str) -> Request:
 async def test_waiting_for_a_decision_does_not_count_against_the_agent_timeout(
     make_settings: SettingsFactory,
 ) -> None:
-    """The run's AGENT_TIMEOUT_SECONDS (0.3 s) is shorter than the approval's wait (1 s):
+    """The run's AGENT_TIMEOUT_SECONDS (1.5 s) is shorter than the approval's wait (3 s):
     the run is not cut off while it waits, and goes on to conclude after the expiry."""
     llm = FakeLLM(policy=propose_then_conclude(RESTART))
     async with running_stack(
         make_settings,
         llm,
         agent_mode="approve",
-        agent_timeout_seconds=0.3,
-        approval_timeout_seconds=1.0,
+        agent_timeout_seconds=1.5,
+        approval_timeout_seconds=3.0,
     ) as stack:
         await stack.webhook("generic", alert())
         await stack.idle()
         done = await detail(stack)
-    assert '{"error": "no decision within 1 s"}' in last_tool_results(llm)
+    assert '{"error": "no decision within 3 s"}' in last_tool_results(llm)
     assert len(llm.requests) == 2  # the model got the expiry and concluded
     assert (done["status"], done["reason"]) == ("escalated", "approval_expired")
 

@@ -317,7 +317,6 @@ async def test_the_database_stopped_and_started_mid_storm_loses_no_acknowledged_
     assert {(a.code, a.retry_after, a.error) for a in refused} == {
         (503, "10", "database_unavailable")
     }
-    assert all(a.code == 202 for a in retried[-len(refused) :])
     acknowledged = Counter(a.webhook.incident_id for a in [*answers, *retried] if a.code == 202)
     assert sorted(acknowledged) == incidents
     opened = Counter(a.webhook.incident_id for a in [*answers, *retried] if a.status == "queued")
