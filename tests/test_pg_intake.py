@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from agent.resume import restore, saved
 from agent.transcript import Transcript
-from intake import Ending, Limits
+from intake import Ending, Intake, Limits
 from intake.pg import schema, store
-from intake.pg.service import PgIntake
-from intake.service import DatabaseUnavailable
+from intake.pg.service import PgIntake, _cancelled
+from intake.records import AlertRecord
+from intake.service import DatabaseUnavailable, IntakeService, MemoryIntake
 from models import Alert, AlertState, AlertStatus, Priority, Provider
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.runner import FakeRunner, RecordingFinalizer
@@ -50,6 +54,7 @@ def replica(
     finalizer: RecordingFinalizer,
     *,
     lease_seconds: float = 30,
+    max_tokens_per_hour: int = 0,
     **limits: Any,
 ) -> PgIntake:
     return PgIntake(
@@ -61,6 +66,7 @@ def replica(
         restore=restore,
         saved=saved,
         load_transcript=Transcript.load,
+        max_tokens_per_hour=max_tokens_per_hour,
     )
 
 
@@ -75,6 +81,18 @@ async def replicas(
             for _ in range(count)
         ]
         yield started, finalizer
+
+
+async def queue_lengths(intake: PgIntake) -> tuple[int, int]:
+    """The queue's length as the triggers keep it, and as counted."""
+    async with intake.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT (SELECT queued FROM queue_length), "
+            "(SELECT count(*) FROM occurrences WHERE status = 'queued')"
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 async def statuses(intake: PgIntake, alerts: list[Alert]) -> list[tuple[str, str | None]]:
@@ -107,6 +125,7 @@ async def test_every_rule_holds_across_replicas_in_a_storm(database_url: str) ->
             *(intakes[n % 3].submit_all(batch, trace_id="t") for n, batch in enumerate(batches))
         )
         await intakes[0].wait_idle()
+        assert await queue_lengths(intakes[0]) == (0, 0)
     outcomes = [o.status for batch in results for o in batch]
     assert outcomes.count(AlertStatus.QUEUED) == 30
     assert sorted(runner.started) == sorted(f"generic:i{n}" for n in range(30))
@@ -114,19 +133,95 @@ async def test_every_rule_holds_across_replicas_in_a_storm(database_url: str) ->
 
 
 async def test_queue_size_is_exact_across_replicas(database_url: str) -> None:
+    """20 new incidents at once on two replicas, the one run slot taken: exactly 5 queued
+    (never more, and no refusal while there was room)."""
     runner = FakeRunner(limit=1)
     async with replicas(database_url, 2, runner, concurrency=1, queue_size=5) as (intakes, _):
+        await statuses(intakes[0], [alert("running", "api")])
+        await runner.wait_started(1)
         results = await asyncio.gather(
             *(intakes[n % 2].submit_all([alert(f"q{n}", "api")], trace_id="t") for n in range(20))
         )
-        running, queued = await intakes[0].counts_now()
-        for incident in list(runner.running):
-            runner.release(incident)
+        counted = await intakes[0].counts_now()
+        lengths = await queue_lengths(intakes[0])
+        runner.release("generic:running")
         reasons = [batch[0].reason for batch in results]
-    accepted = reasons.count(None)
-    assert queued == 5  # full, never over
-    assert accepted == queued + running  # one may have left the queue for its run meanwhile
-    assert reasons.count("queue_full") == 20 - accepted
+        refused = await intakes[1].get(f"generic:q{reasons.index('queue_full')}")
+    assert refused is not None
+    assert (refused.status, refused.reason) == (AlertStatus.ESCALATED, "queue_full")
+    assert [s.status.value for s in refused.timeline] == ["queued", "escalated"]
+    assert counted == (1, 5)
+    assert lengths == (5, 5)
+    assert (reasons.count(None), reasons.count("queue_full")) == (5, 15)
+
+
+MAX_EXAMPLES = 12  # each on a new database: about 1 s each
+# A webhook of the property below: (incident, service, resolved?) per alert.
+webhooks = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.sampled_from(["api", "db", None]), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(sequence=webhooks)
+# A webhook that overflows the queue; one that resolves an incident while the queue is full.
+@example([[("a", "api", False), ("b", "db", False), ("c", "api", False), ("d", "db", False)]])
+@example(
+    [
+        [("a", "api", False), ("b", "db", False), ("c", "api", False)],
+        [("d", "db", False), ("a", "api", True), ("e", "api", False), ("d", "db", True)],
+    ]
+)
+def test_both_backends_decide_every_webhook_alike(
+    postgres_server: PostgresServer, sequence: list[list[tuple[str, str | None, bool]]]
+) -> None:
+    """The same webhooks, in order, get the same outcomes from the in-memory intake and from
+    PostgreSQL (its two round trips, the queue counted last, newest first): a small queue,
+    one slot held by a run that never ends, incidents repeated within a webhook."""
+    limits = {"concurrency": 1, "queue_size": 3}
+
+    async def decide(intake: IntakeService, runner: FakeRunner) -> list[list[Any]]:
+        await intake.submit_all([alert("blocker", "blocked")], trace_id="t")
+        await runner.wait_started(1)  # from here nothing leaves the queue
+        decided = []
+        for webhook in sequence:
+            batch = [
+                alert(i, svc, state=AlertState.RESOLVED if resolved else AlertState.FIRING)
+                for i, svc, resolved in webhook
+            ]
+            outcomes = await intake.submit_all(batch, trace_id="t")
+            decided.append([(o.status, o.reason, o.occurrence) for o in outcomes])
+        runner.release("generic:blocker")
+        return decided
+
+    async def in_memory() -> list[list[Any]]:
+        runner = FakeRunner(limit=1)
+        engine = Intake(runner=runner, finalize=RecordingFinalizer(), limits=Limits(**limits))
+        async with MemoryIntake(engine, lambda _name: None) as intake:
+            return await decide(intake, runner)
+
+    async def on_postgres() -> list[list[Any]]:
+        runner = FakeRunner(limit=1)
+        url = postgres_server.create_database()
+        async with replicas(url, 1, runner, **limits) as ([intake], _):
+            decided = await decide(intake, runner)
+            kept, counted = await queue_lengths(intake)
+        assert kept == counted
+        return decided
+
+    # A bound of its own: a hang names its example (pytest-timeout would end the whole test).
+    on_both = [asyncio.run(asyncio.wait_for(decided(), 30)) for decided in (on_postgres, in_memory)]
+    assert on_both[0] == on_both[1]
 
 
 async def test_repeats_resolves_and_a_restart_forget_nothing(database_url: str) -> None:
@@ -177,6 +272,18 @@ async def test_unknown_service_is_escalated_at_once_and_stored(database_url: str
     assert finalized.records == [("generic:u", AlertStatus.ESCALATED, "unknown_service")]
     assert record is not None
     assert record.status is AlertStatus.ESCALATED
+
+
+async def test_the_hourly_token_budget_counts_every_replicas_spending(database_url: str) -> None:
+    runner = FakeRunner(limit=2, auto=True)
+    async with replicas(database_url, 2, runner, max_tokens_per_hour=1000) as (intakes, _):
+        before = await statuses(intakes[0], [alert("b1")])
+        async with intakes[1].connection() as conn:  # what runs on either replica spent
+            await conn.execute("INSERT INTO token_usage (tokens) VALUES (600), (400)")
+        after = await statuses(intakes[0], [alert("b2")])
+        await intakes[0].wait_idle()
+    assert before == [("queued", None)]
+    assert after == [("escalated", "hourly_token_budget")]
 
 
 async def test_a_run_whose_replica_stopped_renewing_is_taken_over(database_url: str) -> None:
@@ -238,6 +345,31 @@ async def test_replicas_starting_together_migrate_once(database_url: str) -> Non
     assert versions == list(range(1, len(schema.MIGRATIONS) + 1))
 
 
+async def test_the_queue_length_is_counted_when_its_migration_runs(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the first schema, with a queue, migrated by this release: the kept
+    length starts from the queue as it is, and then follows it."""
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await schema.migrate(conn)
+        for n in range(4):
+            record = AlertRecord(
+                alert(f"m{n}", f"svc{n}"), trace_id="t", enqueued_at=time.time(), seq=0
+            )
+            record.move(AlertStatus.QUEUED)
+            await conn.execute(*store.insert(record))
+    monkeypatch.undo()
+    runner = FakeRunner(limit=1)
+    async with replicas(database_url, 1, runner, concurrency=1) as ([new], _):
+        migrated = await queue_lengths(new)
+        await runner.wait_started(1)  # the oldest left the queue for its run
+        await statuses(new, [alert("m5", "svc5"), alert("m1", "svc1", state=AlertState.RESOLVED)])
+        after = await queue_lengths(new)
+    assert migrated[0] == migrated[1] in (3, 4)  # the run may have started already
+    assert after == (3, 3)  # one started, one more queued, one resolved while queued
+
+
 async def test_a_run_taken_over_a_second_time_is_escalated(database_url: str) -> None:
     runner = FakeRunner(limit=3)
     lease = {"lease_seconds": 1.0}
@@ -286,6 +418,25 @@ async def test_finished_occurrences_past_the_retention_are_pruned(database_url: 
         remembered = await intake.get("generic:old")
     assert (kept, gone) == (0, 2)
     assert remembered is None
+
+
+async def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
+    """Stopping a replica cannot hang on a task whose cancellation was dropped (as
+    psycopg_pool's wait for a connection can on Python 3.11)."""
+    lost = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)  # it starts waiting
+    await _cancelled([task])
+    assert lost.is_set()
+    assert task.cancelled()
 
 
 async def _die(intake: PgIntake) -> None:

@@ -11,6 +11,9 @@ What the tables hold (CONTRACT §8):
   outcome and report. The queue is the rows with status `queued`; runs are `running` rows.
 - `approvals`: approve mode's proposed writes and their decisions.
 - `token_usage`: tokens spent, per turn, for the hourly budget summed over replicas.
+- `queue_length`: one row, the number of `queued` occurrences, kept by triggers. Its row
+  lock, taken by every change to the queue until its transaction ends, is what makes
+  MAX_QUEUE_SIZE exact across replicas.
 Retention: finished occurrences older than `RETENTION_DAYS` are deleted (with their
 approvals), token usage after two hours; see README "State and retention".
 """
@@ -88,6 +91,31 @@ MIGRATIONS: tuple[str, ...] = (
         tokens  integer NOT NULL
     );
     CREATE INDEX token_usage_at ON token_usage (at);
+    """,
+    # 2: the queue's length, kept by triggers on every change of a row's queued-ness
+    # (counting the queue for each new occurrence took time in proportion to the queue)
+    """
+    CREATE TABLE queue_length (
+        id      integer PRIMARY KEY CHECK (id = 1),
+        queued  bigint NOT NULL
+    );
+    LOCK TABLE occurrences IN SHARE ROW EXCLUSIVE MODE;
+    INSERT INTO queue_length SELECT 1, count(*) FROM occurrences WHERE status = 'queued';
+    CREATE FUNCTION count_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE queue_length SET queued = queued
+            + CASE WHEN TG_OP <> 'DELETE' AND NEW.status = 'queued' THEN 1 ELSE 0 END
+            - CASE WHEN TG_OP <> 'INSERT' AND OLD.status = 'queued' THEN 1 ELSE 0 END
+        WHERE id = 1;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER queued_inserted AFTER INSERT ON occurrences
+        FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION count_queued();
+    CREATE TRIGGER queued_changed AFTER UPDATE OF status ON occurrences
+        FOR EACH ROW WHEN ((OLD.status = 'queued') <> (NEW.status = 'queued'))
+        EXECUTE FUNCTION count_queued();
+    CREATE TRIGGER queued_deleted AFTER DELETE ON occurrences
+        FOR EACH ROW WHEN (OLD.status = 'queued') EXECUTE FUNCTION count_queued();
     """,
 )
 

@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from intake.lifecycle import Ending, Firing, Resolution, Windows, on_firing, on_resolved
+from intake.lifecycle import Ending, Windows
 from intake.pg import schema, store
+from intake.pg.batch import transaction
+from intake.pg.submit import Rules, Submission
 from intake.pipeline import Draining, Limits
-from intake.records import AlertRecord, SubmitOutcome, repeat_notice, resolved_notice
+from intake.records import AlertRecord, SubmitOutcome
 from intake.service import DatabaseUnavailable
 from intake.workers import Runner
-from models import Alert, AlertState, AlertStatus, TimelineStatus
+from models import Alert, AlertStatus, TimelineStatus
 from telemetry import incident_id_var, trace_id_var
 
 if TYPE_CHECKING:  # the run's own type; intake only carries it
@@ -49,6 +51,7 @@ PRUNE_EVERY_SECONDS = 300.0
 RETENTION_SECONDS = 30 * 24 * 3600.0  # finished occurrences are kept 30 days
 CONNECT_SECONDS = 60.0  # at startup, how long to wait for the database
 ACQUIRE_SECONDS = 3.0  # a request waits this long for a connection, then answers 503
+RECANCEL_SECONDS = 0.5  # `_cancelled`: how often a task that did not end is cancelled again
 TAKEOVERS_ESCALATED = 2  # a run taken over this many times is escalated instead
 
 Finalize = Callable[[AlertRecord, Ending], Awaitable[None]]
@@ -92,13 +95,12 @@ class PgIntake:
         self._saved = saved
         self._load_transcript = load_transcript
         self._counts = (0, 0)  # (running, queued) over all replicas, as of the last tick
-        self._max_tokens_per_hour = max_tokens_per_hour
-        self._windows = Windows(
-            dedup=limits.dedup_window_seconds, grace=limits.resolve_grace_seconds
-        )
+        windows = Windows(dedup=limits.dedup_window_seconds, grace=limits.resolve_grace_seconds)
+        self._rules = Rules(limits, windows, max_tokens_per_hour)
         self._accepting = True
         self._stopped = False
         self._wake = asyncio.Event()
+        self._at_limit = False  # the last claim found MAX_CONCURRENT_ALERTS running
         self._runs: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._records: dict[tuple[str, int], AlertRecord] = {}
         self._spent: dict[tuple[str, int], int] = {}  # tokens stored so far, per run
@@ -187,116 +189,17 @@ class PgIntake:
             raise Draining
         self.received += len(alerts)
         for attempt in (1, 2):  # a connection the database dropped fails once, then a new one
-            endings: list[tuple[AlertRecord, Ending]] = []
             try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    await store.lock_incidents(conn, [a.incident_id for a in alerts])
-                    # A new occurrence wakes the dispatchers (`store.queue_for_new`).
-                    outcomes = [await self._decide(conn, a, trace_id, endings) for a in alerts]
+                async with self._pool.connection() as conn, transaction(conn) as batch:
+                    submission = Submission(batch, self._rules, trace_id)
+                    outcomes = await submission.decide_all(alerts)
                 break
             except psycopg.OperationalError as exc:
                 if attempt == 2:
                     raise DatabaseUnavailable(str(exc).split("\n", 1)[0]) from exc
-        for record, ending in endings:
+        for record, ending in submission.endings:
             self._end(record, ending)
         return outcomes
-
-    async def _decide(
-        self,
-        conn: psycopg.AsyncConnection,
-        alert: Alert,
-        trace_id: str,
-        endings: list[tuple[AlertRecord, Ending]],
-    ) -> SubmitOutcome:
-        latest = await store.latest(conn, alert.incident_id)
-        if alert.state is AlertState.RESOLVED:
-            return await self._resolve(conn, alert, latest, endings)
-        verdict = on_firing(latest, alert.started_at, time.time(), self._windows)
-        if latest is None or verdict is Firing.OPEN:
-            return await self._open(conn, alert, trace_id, latest, endings)
-        if verdict is Firing.STILL_FIRING:
-            record = await self._load(conn, latest)
-            record.repeats += 1
-            resolved_for = record.escalate_still_firing(time.time())
-            logger.warning(
-                "still firing %.0fs after the agent resolved it; escalating",
-                resolved_for,
-                extra={"incident_id": record.incident_id, "occurrence": record.occurrence},
-            )
-            await store.update(conn, record)
-            endings.append((record, Ending.STILL_FIRING))
-            return SubmitOutcome(AlertStatus.ESCALATED, "still_firing", latest.occurrence)
-        notice = None
-        if verdict is Firing.RUNNING:
-            notice = repeat_notice(latest.repeats + 1, alert.summary)
-        await store.add_repeat(conn, latest, notice)
-        return SubmitOutcome(AlertStatus.DEDUPLICATED, verdict.value, latest.occurrence)
-
-    async def _open(
-        self,
-        conn: psycopg.AsyncConnection,
-        alert: Alert,
-        trace_id: str,
-        latest: store.Latest | None,
-        endings: list[tuple[AlertRecord, Ending]],
-    ) -> SubmitOutcome:
-        record = AlertRecord(alert, trace_id=trace_id, enqueued_at=time.time(), seq=0)
-        record.occurrence = 1 if latest is None else latest.occurrence + 1
-        refusal = await self._refusal(conn, record)
-        record.move(AlertStatus.QUEUED)
-        if refusal is not None:
-            record.move(AlertStatus.ESCALATED, refusal)
-            record.finished_at = time.time()
-        record.seq = await store.insert(conn, record)
-        if refusal is not None:
-            endings.append((record, Ending.CLOSE))
-            return SubmitOutcome(AlertStatus.ESCALATED, refusal, record.occurrence)
-        return SubmitOutcome(AlertStatus.QUEUED, None, record.occurrence)
-
-    async def _refusal(self, conn: psycopg.AsyncConnection, record: AlertRecord) -> str | None:
-        if record.service is None:
-            return "unknown_service"
-        ceiling = self._max_tokens_per_hour
-        if ceiling > 0 and await store.tokens_last_hour(conn) >= ceiling:
-            return "hourly_token_budget"
-        if await store.queue_for_new(conn) >= self._limits.queue_size:
-            return "queue_full"
-        return None
-
-    async def _resolve(
-        self,
-        conn: psycopg.AsyncConnection,
-        alert: Alert,
-        latest: store.Latest | None,
-        endings: list[tuple[AlertRecord, Ending]],
-    ) -> SubmitOutcome:
-        verdict = on_resolved(latest, alert.started_at, auto_resolve=self._limits.auto_resolve)
-        if latest is None or verdict in (Resolution.STALE, Resolution.REPEATED):
-            occurrence = None if latest is None else latest.occurrence
-            return SubmitOutcome(AlertStatus.IGNORED, verdict.value, occurrence)
-        record = await self._load(conn, latest)
-        record.resolved_upstream = True
-        if verdict is Resolution.RUNNING:
-            record.mark(TimelineStatus.RESOLVED_UPSTREAM, "during the run")
-            await store.update(conn, record)
-            await store.notify_run(conn, latest, resolved_notice(alert.summary))
-            return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
-        if verdict is Resolution.QUEUED:
-            record.move(AlertStatus.RESOLVED, verdict.value)
-            record.finished_at = time.time()
-            await store.update(conn, record)
-            endings.append((record, Ending.CLOSE))
-            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
-        record.mark(TimelineStatus.RESOLVED_UPSTREAM)
-        await store.update(conn, record)
-        if verdict is Resolution.AUTO_RESOLVE:
-            endings.append((record, Ending.AUTO_RESOLVE))
-            return SubmitOutcome(AlertStatus.RESOLVED, verdict.value, latest.occurrence)
-        endings.append((record, Ending.RESOLVED_UPSTREAM))
-        return SubmitOutcome(AlertStatus.IGNORED, verdict.value, latest.occurrence)
-
-    async def _load(self, conn: psycopg.AsyncConnection, latest: store.Latest) -> AlertRecord:
-        return await store.fetch_one(conn, latest.incident_id, latest.occurrence)
 
     # -- dispatch and runs -------------------------------------------------------------------
 
@@ -319,7 +222,10 @@ class PgIntake:
                     for channel in (store.CHANNEL, *self._listeners):
                         await conn.execute(f"LISTEN {channel}")
                     async for notice in conn.notifies():
-                        self._listeners.get(notice.channel, self._wake.set)()
+                        if notice.channel == store.CHANNEL:
+                            self._heard(notice.payload)
+                        else:
+                            self._listeners[notice.channel]()
             except psycopg.Error as exc:
                 logger.debug("LISTEN connection lost: %s", exc)
                 await asyncio.sleep(POLL_SECONDS)
@@ -331,12 +237,24 @@ class PgIntake:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                while await self._claim_one():
+                while (nothing := await self._claim_one()) is None:
                     pass
+                self._at_limit = nothing is store.NoRun.AT_LIMIT
             except psycopg.Error as exc:
+                self._at_limit = False
                 logger.warning("dispatch: database unavailable: %s", str(exc)[:200])
 
-    async def _claim_one(self) -> bool:
+    def _heard(self, payload: str) -> None:
+        """A NOTIFY on the queue channel. While the runs are at the limit, a new queued
+        occurrence cannot start one: only a freed slot (or the poll) wakes the dispatcher,
+        which spares a claim transaction per webhook under load."""
+        if payload != store.QUEUED:
+            self._at_limit = False
+        if not self._at_limit:
+            self._wake.set()
+
+    async def _claim_one(self) -> store.NoRun | None:
+        """Start a run, or say why none started."""
         async with self._pool.connection() as conn:
             claim = await store.claim(
                 conn,
@@ -345,8 +263,8 @@ class PgIntake:
                 lease_seconds=self._lease,
                 ttl_seconds=self._limits.ttl_seconds,
             )
-        if claim is None:
-            return False
+        if isinstance(claim, store.NoRun):
+            return claim
         record = store.record_of(claim.row)
         key = (record.incident_id, record.occurrence)
         running_here = self._runs.get(key)
@@ -354,7 +272,7 @@ class PgIntake:
             # Its own lease lapsed (renewals failed) while the run went on here: the claim
             # renewed it; a second task of the same run must not start.
             logger.warning("reclaimed a run still going on this replica; it goes on")
-            return True
+            return None
         if claim.row.get("transcript") is not None or claim.row.get("run_state") is not None:
             self._restore(
                 record, {"transcript": claim.row["transcript"], **(claim.row["run_state"] or {})}
@@ -365,7 +283,7 @@ class PgIntake:
         if claim.takeover and claim.row["takeovers"] >= TAKEOVERS_ESCALATED:
             logger.error("run taken over %d times: escalating", claim.row["takeovers"])
             await self._finish(record, AlertStatus.ESCALATED, "taken_over_twice", finalize=True)
-            return True
+            return None
         if claim.takeover or claim.handed_back:
             how = (
                 "taken over (its replica stopped renewing the lease)"
@@ -378,13 +296,14 @@ class PgIntake:
         self._runs[key] = task
         # Forgotten when the task ends, however (even cancelled before its first step).
         task.add_done_callback(lambda _done: self._forget(key, task))
-        return True
+        return None
 
     def _forget(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
         if self._runs.get(key) is task:
             del self._runs[key]
             self._records.pop(key, None)
             self._spent.pop(key, None)
+            self._at_limit = False
             self._wake.set()
 
     async def _run(self, record: AlertRecord) -> None:
@@ -460,7 +379,7 @@ class PgIntake:
             stored = await store.finish_run(
                 conn, record, owner=self.owner, transcript=transcript, run_state=run_state
             )
-            await conn.execute(f"NOTIFY {store.CHANNEL}")
+            await conn.execute(store.NOTIFY_FREED)
         if not stored:
             logger.warning("run's end not stored: another replica holds it now")
             return
@@ -631,10 +550,17 @@ class PgIntake:
 
 
 async def _cancelled(tasks: Sequence[asyncio.Task[None]]) -> None:
-    """Cancel `tasks` and wait until they are done."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    """Cancel `tasks` and wait until they are done.
+
+    Cancelled again every `RECANCEL_SECONDS` until they are: on Python 3.11 a cancellation
+    can be lost inside psycopg_pool, which waits for a connection with `asyncio.wait_for`
+    (it returns the connection and drops a cancellation that arrives at the same moment),
+    and the task would go on forever."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
 
 
 class LeaseLost(Exception):

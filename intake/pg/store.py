@@ -4,7 +4,9 @@ Correctness across replicas comes from the database, never from timing:
 - an alert is decided under a transaction-scoped advisory lock on its incident, so one
   incident's alerts are decided one after the other whichever replica received them; a
   webhook's alerts take their locks in one global order (no deadlock between replicas);
-- opening an occurrence counts the queue under the queue lock, so MAX_QUEUE_SIZE is exact;
+- the queue's length is one row (`queue_length`) that triggers keep, so every change to the
+  queue holds its lock until commit and a new occurrence reads an exact length: MAX_QUEUE_SIZE
+  holds across replicas;
 - starting a run happens under the dispatch lock: the count of running rows and the choice
   of the next (best priority, then oldest, whose service has no run) are one decision, so
   MAX_CONCURRENT_ALERTS and one-run-per-service hold over all replicas;
@@ -14,6 +16,7 @@ Correctness across replicas comes from the database, never from timing:
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import time
 from collections.abc import Sequence
@@ -28,9 +31,10 @@ from intake.approvals import Proposal
 from intake.records import AlertRecord
 from models import Alert, AlertStatus, Approval, ApprovalStatus
 
-QUEUE_LOCK = 0x5E_A6_E7_02
 DISPATCH_LOCK = 0x5E_A6_E7_03
-CHANNEL = "sre_agent_queue"  # NOTIFY: something was queued or a run slot was freed
+CHANNEL = "sre_agent_queue"  # NOTIFY: something was queued (`QUEUED`) or a run slot freed
+QUEUED, FREED = "queued", "freed"  # its payloads
+NOTIFY_FREED = f"NOTIFY {CHANNEL}, '{FREED}'"
 
 # What the lifecycle rules and the API read: everything but the big columns.
 _COLUMNS = """incident_id, occurrence, seq, service, priority, status, reason, started_at,
@@ -85,62 +89,58 @@ class Latest:
         return self.status is AlertStatus.RESOLVED and self.turns > 0
 
 
-async def lock_incidents(conn: AsyncConnection, incident_ids: Sequence[str]) -> None:
-    """Take the incidents' advisory locks, in one global order, until the transaction ends."""
-    for key in sorted({lock_key(i) for i in incident_ids}):
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+# -- a webhook's transaction (`intake.pg.submit`): statements for a `Batch` ------------------
+
+Statement = tuple[str, Any]
 
 
-async def latest(conn: AsyncConnection, incident_id: str) -> Latest | None:
-    cursor = await conn.execute(
-        """SELECT occurrence, status, started_at, finished_at, turns, resolved_upstream,
-                  still_firing, repeats
+def lock_incidents(incident_ids: Sequence[str]) -> list[Statement]:
+    """The incidents' advisory locks, in one global order, held until the transaction ends."""
+    keys = sorted({lock_key(i) for i in incident_ids})
+    return [("SELECT pg_advisory_xact_lock(%s)", (key,)) for key in keys]
+
+
+def latest(incident_id: str) -> Statement:
+    """The incident's latest occurrence, locked against the dispatcher's claim (`latest_of`)."""
+    return (
+        """SELECT incident_id, occurrence, status, started_at, finished_at, turns,
+                  resolved_upstream, still_firing, repeats
            FROM occurrences WHERE incident_id = %s
            ORDER BY occurrence DESC LIMIT 1 FOR UPDATE""",
         (incident_id,),
     )
-    row = await cursor.fetchone()
-    if row is None:
+
+
+def latest_of(rows: Sequence[dict[str, Any]]) -> Latest | None:
+    if not rows:
         return None
-    return Latest(incident_id, row[0], AlertStatus(row[1]), *row[2:])
+    return Latest(**{**rows[0], "status": AlertStatus(rows[0]["status"])})
 
 
-async def queue_for_new(conn: AsyncConnection) -> int:
-    """For an occurrence about to be queued: wake the dispatchers (NOTIFY, delivered at
-    commit only), take the queue lock (held until the transaction ends), count the queue.
-
-    One round trip: the queue lock serializes the new occurrences of every replica until
-    they commit, so each wait for this client while holding it costs throughput (measured
-    in bench/postgres_load.py). The count is a statement of its own, so its snapshot is taken
-    once the lock is granted: what another replica committed meanwhile is counted. An
-    occurrence then refused as `queue_full` wakes the dispatchers for nothing."""
-    cursor = await conn.execute(
-        f"NOTIFY {CHANNEL}; SELECT pg_advisory_xact_lock({QUEUE_LOCK}); "
-        "SELECT count(*) FROM occurrences WHERE status = 'queued'"
+def one(incident_id: str, occurrence: int) -> Statement:
+    """One occurrence's row (`record_of`)."""
+    return (
+        f"SELECT {_COLUMNS} FROM occurrences WHERE incident_id = %s AND occurrence = %s",
+        (incident_id, occurrence),
     )
-    cursor.nextset()  # past the NOTIFY
-    cursor.nextset()  # past the lock
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
-async def tokens_last_hour(conn: AsyncConnection) -> int:
-    cursor = await conn.execute(
-        "SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE at > now() - interval '1 hour'"
+def tokens_last_hour() -> Statement:
+    return (
+        "SELECT coalesce(sum(tokens), 0) AS tokens FROM token_usage "
+        "WHERE at > now() - interval '1 hour'",
+        None,
     )
-    row = await cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
-async def insert(conn: AsyncConnection, record: AlertRecord) -> int:
-    """Store a new occurrence; its queue position (`seq`)."""
+def insert(record: AlertRecord) -> Statement:
+    """Store a new occurrence."""
     alert = record.alert
-    cursor = await conn.execute(
+    return (
         """INSERT INTO occurrences (incident_id, occurrence, service, priority, priority_rank,
                status, reason, started_at, enqueued_at, finished_at, trace_id, alert, timeline,
                handoff)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           RETURNING seq""",
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             record.incident_id,
             record.occurrence,
@@ -158,14 +158,40 @@ async def insert(conn: AsyncConnection, record: AlertRecord) -> int:
             record.handoff,
         ),
     )
-    row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
 
 
-async def add_repeat(conn: AsyncConnection, latest: Latest, notice: str | None) -> None:
+NOTIFY_QUEUED = (f"NOTIFY {CHANNEL}, '{QUEUED}'", None)  # delivered at commit only
+
+
+def refuse_if_full(refused: AlertRecord, queue_size: int) -> Statement:
+    """An occurrence this transaction inserted as queued becomes `refused` (the same record
+    moved on to its refusal) when more than `queue_size` are queued, itself included; a row
+    when it refused.
+
+    `queue_length` is exact here: inserting the occurrence took its row lock (a trigger)
+    after every other transaction that changed the queue before had committed, and holds it
+    until this one ends."""
+    return (
+        """UPDATE occurrences SET status = %s, reason = %s, finished_at = %s,
+               timeline = timeline || %s
+           WHERE incident_id = %s AND occurrence = %s AND status = 'queued'
+             AND (SELECT queued FROM queue_length WHERE id = 1) > %s
+           RETURNING occurrence""",
+        (
+            refused.status.value,
+            refused.reason,
+            refused.finished_at,
+            Jsonb(refused.state()["timeline"][-1:]),
+            refused.incident_id,
+            refused.occurrence,
+            queue_size,
+        ),
+    )
+
+
+def add_repeat(latest: Latest, notice: str | None) -> Statement:
     """One more repeat of the latest occurrence; `notice`: for its running agent."""
-    await conn.execute(
+    return (
         """UPDATE occurrences SET repeats = repeats + 1,
                notices = CASE WHEN %s::text IS NULL THEN notices ELSE notices || %s END
            WHERE incident_id = %s AND occurrence = %s""",
@@ -173,23 +199,26 @@ async def add_repeat(conn: AsyncConnection, latest: Latest, notice: str | None) 
     )
 
 
-async def notify_run(conn: AsyncConnection, latest: Latest, notice: str) -> None:
-    await conn.execute(
+def notify_run(latest: Latest, notice: str) -> Statement:
+    return (
         """UPDATE occurrences SET notices = notices || %s
            WHERE incident_id = %s AND occurrence = %s""",
         (Jsonb([notice]), latest.incident_id, latest.occurrence),
     )
 
 
-async def update(conn: AsyncConnection, record: AlertRecord) -> None:
+def update(record: AlertRecord) -> Statement:
     """Write back the state of a record intake decided on, under its incident's lock."""
     columns = _state_columns(record)
     assignments = ", ".join(f"{name} = %({name})s" for name in columns)
-    await conn.execute(
+    return (
         f"UPDATE occurrences SET {assignments} "
         "WHERE incident_id = %(incident_id)s AND occurrence = %(occurrence)s",
         {**columns, "incident_id": record.incident_id, "occurrence": record.occurrence},
     )
+
+
+# -- reads and writes outside a webhook's transaction --------------------------------------
 
 
 async def save_report(conn: AsyncConnection, record: AlertRecord, name: str, text: str) -> None:
@@ -215,18 +244,6 @@ async def fetch_record(
     if occurrence is not None and (not rows or rows[0]["occurrence"] != occurrence):
         return []
     return rows
-
-
-async def fetch_one(conn: AsyncConnection, incident_id: str, occurrence: int) -> AlertRecord:
-    """One occurrence (that exists) as a record."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            f"SELECT {_COLUMNS} FROM occurrences WHERE incident_id = %s AND occurrence = %s",
-            (incident_id, occurrence),
-        )
-        row = await cursor.fetchone()
-    assert row is not None, "fetched under the incident's lock, after `latest` found it"
-    return record_of(row)
 
 
 async def column(conn: AsyncConnection, name: str, incident_id: str, occurrence: int) -> Any:
@@ -299,6 +316,13 @@ async def counts(conn: AsyncConnection) -> tuple[int, int]:
 # -- runs ---------------------------------------------------------------------------------
 
 
+class NoRun(enum.Enum):
+    """Why `claim` started nothing."""
+
+    AT_LIMIT = "at_limit"  # MAX_CONCURRENT_ALERTS run: only a freed slot can start one
+    NONE_READY = "none_ready"  # nothing queued whose service is free
+
+
 @dataclass(slots=True)
 class Claim:
     """A run this replica is to execute: a new one, or one taken over (`takeover`)."""
@@ -315,10 +339,9 @@ async def claim(
     limit: int,
     lease_seconds: float,
     ttl_seconds: float,
-) -> Claim | None:
+) -> Claim | NoRun:
     """Under the dispatch lock: a run whose lease lapsed (or was handed back), else the
-    best queued occurrence whose service is free while fewer than `limit` run. None: no
-    run to start now."""
+    best queued occurrence whose service is free while fewer than `limit` run."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DISPATCH_LOCK,))
         async with conn.cursor(row_factory=dict_row) as cursor:
@@ -350,7 +373,7 @@ async def claim(
             await cursor.execute("SELECT count(*) AS n FROM occurrences WHERE status = 'running'")
             running = await cursor.fetchone()
             if running is not None and running["n"] >= limit:
-                return None
+                return NoRun.AT_LIMIT
             await cursor.execute(
                 f"""SELECT {_RUN_COLUMNS} FROM occurrences q
                     WHERE q.status = 'queued' AND q.enqueued_at >= %s
@@ -362,7 +385,7 @@ async def claim(
             )
             queued = await cursor.fetchone()
             if queued is None:
-                return None
+                return NoRun.NONE_READY
             step = [time.time(), AlertStatus.RUNNING.value, None]
             await conn.execute(
                 """UPDATE occurrences SET status = 'running', lease_owner = %s,
@@ -488,6 +511,7 @@ async def hand_back(conn: AsyncConnection, owner: str) -> int:
            WHERE status = 'running' AND lease_owner = %s""",
         (owner,),
     )
+    await conn.execute(NOTIFY_FREED)
     return cursor.rowcount
 
 
