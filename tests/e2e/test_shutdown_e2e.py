@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -24,35 +23,11 @@ from demo.simulators.ops_service import make_ops_service
 from demo.simulators.pagerduty import FakePagerDuty, make_fake_pagerduty
 from demo.simulators.server import free_port, serve
 from tests.conftest import TEST_SECRETS
+from tests.fakes.process import clean_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 1
 EXIT_MARGIN_SECONDS = 15
-CONTRACT_PREFIXES = (
-    "LLM_",
-    "PAGERDUTY_",
-    "OPS_",
-    "WEBHOOK_",
-    "SERVICE_",
-    "SCALING_",
-    "SRE_",
-    "INCIDENTS_",
-    "MAX_",
-    "ALERT_",
-    "DEDUP_",
-    "AGENT_",
-    "TOOL_",
-    "SHUTDOWN_",
-    "CLOUD_",
-    "GCP_",
-    "LOG_",
-    "OTEL_",
-)
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment without any variable of the runtime's contract."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(CONTRACT_PREFIXES)}
 
 
 def runtime_environment(tmp: Path, llm: str, pagerduty: str, worker: str) -> dict[str, str]:

@@ -31,12 +31,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from config import Settings
 from demo.simulators.llm import Call, Step, say, tools
 from demo.simulators.server import free_port
 from tests.conftest import TEST_SECRETS
-from tests.e2e.test_shutdown_e2e import clean_environment
 from tests.fakes.policies import _SERVICE, incident_of, opening
+from tests.fakes.process import clean_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.05
@@ -94,8 +93,7 @@ class Replica:
 def replica_environment(values: Mapping[str, Any]) -> dict[str, str]:
     """This process's environment without any runtime setting, plus `values` (settings
     field names, upper-cased as their variables)."""
-    known = {name.upper() for name in Settings.model_fields} | {"AWS_DEFAULT_REGION"}
-    env = {k: v for k, v in clean_environment().items() if k not in known}
+    env = clean_environment()
     env.update({name.upper(): str(value) for name, value in values.items()})
     return env
 
