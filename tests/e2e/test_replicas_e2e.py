@@ -314,7 +314,9 @@ async def test_the_database_stopped_and_started_mid_storm_loses_no_acknowledged_
         gate.set()
         await asyncio.to_thread(server.close)
     assert refused, "no webhook met the outage"
-    assert {(a.code, a.retry_after, a.error) for a in refused} == {
+    # Every answered refusal is the outage's 503 (a connection that ended with no answer, a
+    # rare race of a kept-alive connection, is retried like a refusal).
+    assert {(a.code, a.retry_after, a.error) for a in refused if a.code} == {
         (503, "10", "database_unavailable")
     }
     acknowledged = Counter(a.webhook.incident_id for a in [*answers, *retried] if a.code == 202)
