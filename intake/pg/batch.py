@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 Rows = list[dict[str, Any]]
+Statement = tuple[str, Params]  # a query and its parameters
 
 
 class Batch:
@@ -37,7 +38,7 @@ class Batch:
         """A statement whose result is not needed; sent with the next `send` or `commit`."""
         self._pending.append(self._cursor.mogrify(query, params))
 
-    async def send(self, *queries: tuple[str, Params]) -> list[Rows]:
+    async def send(self, *queries: Statement) -> list[Rows]:
         """The deferred writes, then `queries`, in one round trip: each query's rows
         (none for a statement that returns none)."""
         statements = [*self._pending, *(self._cursor.mogrify(q, p) for q, p in queries)]
@@ -52,7 +53,7 @@ class Batch:
             self._cursor.nextset()
         return results
 
-    async def commit(self, *queries: tuple[str, Params]) -> list[Rows]:
+    async def commit(self, *queries: Statement) -> list[Rows]:
         """The deferred writes, `queries` and COMMIT, in one round trip: each query's rows."""
         results = await self.send(*queries, ("COMMIT", None))
         self.committed = True

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from intake.approvals import Proposal
+from intake.pg.batch import Statement
 from intake.records import AlertRecord
 from models import Alert, AlertStatus, Approval, ApprovalStatus
 
@@ -90,8 +91,6 @@ class Latest:
 
 
 # -- a webhook's transaction (`intake.pg.submit`): statements for a `Batch` ------------------
-
-Statement = tuple[str, Any]
 
 
 def lock_incidents(incident_ids: Sequence[str]) -> list[Statement]:

@@ -136,16 +136,13 @@ class Submission:
         record = self._new(alert, occurrence)
         refusal = await self._refusal(record)
         if refusal is not None:
-            record.move(AlertStatus.ESCALATED, refusal)
-            record.finished_at = time.time()
-            self.batch.write(*store.insert(record))
+            _refuse(record, refusal)
+        self.batch.write(*store.insert(record))
+        if refusal is not None:
             self.endings.append((record, Ending.CLOSE))
             return SubmitOutcome(AlertStatus.ESCALATED, refusal, occurrence)
-        self.batch.write(*store.insert(record))
-        refused = self._new(alert, occurrence)
-        refused.move(AlertStatus.ESCALATED, "queue_full")
-        refused.finished_at = time.time()
-        self._queued.append(_Queued(index, refused))
+        # Its state if the queue turns out full at commit (`_count_queued`).
+        self._queued.append(_Queued(index, _refuse(self._new(alert, occurrence), "queue_full")))
         return SubmitOutcome(AlertStatus.QUEUED, None, occurrence)
 
     def _new(self, alert: Alert, occurrence: int) -> AlertRecord:
@@ -195,3 +192,10 @@ class Submission:
     async def _load(self, latest: store.Latest) -> AlertRecord:
         (rows,) = await self.batch.send(store.one(latest.incident_id, latest.occurrence))
         return store.record_of(rows[0])
+
+
+def _refuse(record: AlertRecord, reason: str) -> AlertRecord:
+    """A new occurrence escalated without a run (`reason`), finished now."""
+    record.move(AlertStatus.ESCALATED, reason)
+    record.finished_at = time.time()
+    return record
