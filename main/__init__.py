@@ -9,6 +9,7 @@ from the environment: importing this package reads nothing and starts nothing.
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -95,7 +96,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await stack.enter_async_context(runtime.intake)
         stack.push_async_callback(_shutdown, runtime)
         app.state.runtime = runtime
+        _freeze_startup_objects()
         yield
+
+
+def _freeze_startup_objects() -> None:
+    """Exempt what startup built (the app, its routes and schemas, settings, clients: about
+    190,000 objects) from the cyclic garbage collector's full passes.
+
+    Under load many short-lived objects (a request's, a transaction's) outlive two young
+    collections, and each 25 % of the old generation's size that they add triggers a full
+    collection over everything. At 1,000 webhooks/s that was one a second, stopping the event
+    loop ~125 ms each time: the webhooks' p99 latency. Frozen, the startup objects are no
+    longer traversed (they stay reference-counted); startup's own garbage is collected first."""
+    gc.collect()
+    gc.freeze()
 
 
 def _http_clients(settings: Settings) -> tuple[httpx.AsyncClient, ...]:
