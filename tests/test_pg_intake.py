@@ -155,6 +155,49 @@ async def test_queue_size_is_exact_across_replicas(database_url: str) -> None:
     assert (reasons.count(None), reasons.count("queue_full")) == (5, 15)
 
 
+async def test_webhooks_that_arrive_together_are_decided_one_after_another(
+    database_url: str,
+) -> None:
+    """Twenty webhooks for one new incident and five for others, at once on one replica
+    (they share transactions): one opens the occurrence, the others are its repeats, and each
+    stored occurrence carries the trace id of the webhook that opened it."""
+    runner = FakeRunner(limit=1)
+    async with replicas(database_url, 1, runner, concurrency=1) as ([intake], _):
+        await statuses(intake, [alert("running", "api")])
+        await runner.wait_started(1)  # from here everything stays queued
+        same = [intake.submit_all([alert("same", "db")], trace_id=f"s{n}") for n in range(20)]
+        others = [intake.submit_all([alert(f"o{n}", "db")], trace_id=f"o{n}") for n in range(5)]
+        results = await asyncio.gather(*same, *others)
+        record = await intake.get("generic:same")
+        traces = [getattr(await intake.get(f"generic:o{n}"), "trace_id", None) for n in range(5)]
+        runner.release("generic:running")
+    decided = [(o.status, o.reason, o.occurrence) for [o] in results[:20]]
+    opened = [n for n, outcome in enumerate(decided) if outcome[0] is AlertStatus.QUEUED]
+    assert len(opened) == 1
+    assert decided.count((AlertStatus.DEDUPLICATED, "queued", 1)) == 19
+    assert [(o.status, o.occurrence) for [o] in results[20:]] == [(AlertStatus.QUEUED, 1)] * 5
+    assert record is not None
+    assert (record.trace_id, record.repeats) == (f"s{opened[0]}", 19)
+    assert traces == [f"o{n}" for n in range(5)]
+
+
+async def test_an_alert_that_cannot_be_stored_fails_only_its_own_webhook(
+    database_url: str,
+) -> None:
+    """A webhook the database refuses (text with a NUL byte: the HTTP edge never lets one
+    through) arrives with two others and shares their transaction: it fails alone."""
+    async with replicas(database_url, 1, FakeRunner(limit=2)) as ([intake], _):
+        bad = alert("bad", summary="a NUL \x00 byte")
+        sent = [alert("a", "api"), bad, alert("b", "db")]
+        results = await asyncio.gather(
+            *(intake.submit_all([a], trace_id="t") for a in sent), return_exceptions=True
+        )
+        stored = [await intake.get(f"generic:{name}") for name in ("a", "bad", "b")]
+    assert isinstance(results[1], psycopg.DataError)
+    assert [r[0].status for r in (results[0], results[2])] == [AlertStatus.QUEUED] * 2
+    assert [r is not None for r in stored] == [True, False, True]
+
+
 MAX_EXAMPLES = 12  # each on a new database: about 1 s each
 # A webhook of the property below: (incident, service, resolved?) per alert.
 webhooks = st.lists(

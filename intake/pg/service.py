@@ -2,7 +2,8 @@
 (`intake.lifecycle`), the state in the database, shared by every replica.
 
 - `submit_all`: a webhook's alerts are decided and committed in one transaction before its
-  202; the database unreachable is `DatabaseUnavailable` (the webhook answers 503).
+  202, with those of the webhooks that arrived meanwhile (`intake.pg.group`); the database
+  unreachable is `DatabaseUnavailable` (the webhook answers 503).
 - The dispatcher: woken by `LISTEN` (something queued, a run ended) and at least every
   `POLL_SECONDS` (a lost notification, a lapsed lease), it claims runs (`store.claim`) and
   runs each in a task this intake owns.
@@ -33,7 +34,8 @@ from psycopg_pool import AsyncConnectionPool
 from intake.lifecycle import Ending, Windows
 from intake.pg import schema, store
 from intake.pg.batch import transaction
-from intake.pg.submit import Rules, Submission
+from intake.pg.group import GroupCommit
+from intake.pg.submit import Rules, Submission, Traced
 from intake.pipeline import Draining, Limits
 from intake.records import AlertRecord, SubmitOutcome
 from intake.service import DatabaseUnavailable
@@ -53,6 +55,8 @@ CONNECT_SECONDS = 60.0  # at startup, how long to wait for the database
 ACQUIRE_SECONDS = 3.0  # a request waits this long for a connection, then answers 503
 RECANCEL_SECONDS = 0.5  # `_cancelled`: how often a task that did not end is cancelled again
 TAKEOVERS_ESCALATED = 2  # a run taken over this many times is escalated instead
+GROUP_COMMITTERS = 2  # webhook transactions at a time; others wait and go together
+GROUP_MAX_ALERTS = 256  # alerts (and incident locks) per group transaction
 
 Finalize = Callable[[AlertRecord, Ending], Awaitable[None]]
 Resume = Callable[[AlertRecord, dict[str, Any]], None]
@@ -107,6 +111,12 @@ class PgIntake:
         self._side: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: dict[str, Callable[[], None]] = {}
+        self._group = GroupCommit(
+            self._transact,
+            committers=GROUP_COMMITTERS,
+            max_items=GROUP_MAX_ALERTS,
+            shared=(DatabaseUnavailable,),
+        )
         self.received = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -156,6 +166,9 @@ class PgIntake:
 
     async def close(self, *, grace_seconds: float, cleanup_seconds: float = 15.0) -> None:
         await self.stop(grace_seconds=grace_seconds, cleanup_seconds=cleanup_seconds)
+        if self._group.tasks:  # webhooks in flight get their answers
+            await asyncio.wait(self._group.tasks, timeout=cleanup_seconds)
+        await _cancelled(self._group.tasks)
         await self.settle(seconds=cleanup_seconds)
         for task in list(self._side):
             task.cancel()
@@ -184,14 +197,21 @@ class PgIntake:
     # -- submit ------------------------------------------------------------------------------
 
     async def submit_all(self, alerts: Sequence[Alert], *, trace_id: str) -> list[SubmitOutcome]:
-        """Decide and store every alert of one webhook in one transaction (before its 202)."""
+        """Decide and store every alert of one webhook in one transaction (before its 202),
+        shared with the webhooks that arrived meanwhile."""
         if not self._accepting:
             raise Draining
         self.received += len(alerts)
+        if not alerts:
+            return []
+        return await self._group.submit([(alert, trace_id) for alert in alerts])
+
+    async def _transact(self, alerts: list[Traced]) -> list[SubmitOutcome]:
+        """One group's transaction; its endings (pages, reports) once it committed."""
         for attempt in (1, 2):  # a connection the database dropped fails once, then a new one
             try:
                 async with self._pool.connection() as conn, transaction(conn) as batch:
-                    submission = Submission(batch, self._rules, trace_id)
+                    submission = Submission(batch, self._rules)
                     outcomes = await submission.decide_all(alerts)
                 break
             except psycopg.OperationalError as exc:

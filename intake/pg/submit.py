@@ -28,6 +28,7 @@ from intake.pg.batch import Batch
 from intake.pipeline import Limits
 from intake.records import AlertRecord, SubmitOutcome, repeat_notice, resolved_notice
 from models import Alert, AlertState, AlertStatus, TimelineStatus
+from telemetry import trace_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -49,27 +50,30 @@ class _Queued:
     refused: AlertRecord  # its state if the queue is full
 
 
+Traced = tuple[Alert, str]  # an alert and the trace id of the webhook that brought it
+
+
 @dataclass
 class Submission:
-    """One webhook's transaction; `decide_all` once."""
+    """One transaction of one or more webhooks' alerts; `decide_all` once."""
 
     batch: Batch
     rules: Rules
-    trace_id: str
     endings: list[tuple[AlertRecord, Ending]] = field(default_factory=list)
     _outcomes: list[SubmitOutcome] = field(default_factory=list)
     _latest: dict[str, store.Latest | None] = field(default_factory=dict)
     _queued: list[_Queued] = field(default_factory=list)
 
-    async def decide_all(self, alerts: Sequence[Alert]) -> list[SubmitOutcome]:
+    async def decide_all(self, alerts: Sequence[Traced]) -> list[SubmitOutcome]:
         """Decide every alert, in order, and commit."""
-        incidents = list(dict.fromkeys(a.incident_id for a in alerts))
+        incidents = list(dict.fromkeys(a.incident_id for a, _ in alerts))
         locks = store.lock_incidents(incidents)
         found = await self.batch.send(*locks, *(store.latest(i) for i in incidents))
         for incident_id, rows in zip(incidents, found[len(locks) :], strict=True):
             self._latest[incident_id] = store.latest_of(rows)
-        for index, alert in enumerate(alerts):
-            self._outcomes.append(await self._decide(index, alert))
+        for index, (alert, trace_id) in enumerate(alerts):
+            trace_id_var.set(trace_id)  # this task's log lines, alert by alert
+            self._outcomes.append(await self._decide(index, alert, trace_id))
         await self._count_queued(commit=True)
         return self._outcomes
 
@@ -106,13 +110,13 @@ class Submission:
         (rows,) = await self.batch.send(store.latest(incident_id))
         return store.latest_of(rows)
 
-    async def _decide(self, index: int, alert: Alert) -> SubmitOutcome:
+    async def _decide(self, index: int, alert: Alert, trace_id: str) -> SubmitOutcome:
         latest = await self._latest_of(alert.incident_id)
         if alert.state is AlertState.RESOLVED:
             return await self._resolve(alert, latest)
         verdict = on_firing(latest, alert.started_at, time.time(), self.rules.windows)
         if latest is None or verdict is Firing.OPEN:
-            return await self._open(index, alert, latest)
+            return await self._open(index, alert, trace_id, latest)
         if verdict is Firing.STILL_FIRING:
             record = await self._load(latest)
             record.repeats += 1
@@ -131,9 +135,11 @@ class Submission:
         self.batch.write(*store.add_repeat(latest, notice))
         return SubmitOutcome(AlertStatus.DEDUPLICATED, verdict.value, latest.occurrence)
 
-    async def _open(self, index: int, alert: Alert, latest: store.Latest | None) -> SubmitOutcome:
+    async def _open(
+        self, index: int, alert: Alert, trace_id: str, latest: store.Latest | None
+    ) -> SubmitOutcome:
         occurrence = 1 if latest is None else latest.occurrence + 1
-        record = self._new(alert, occurrence)
+        record = _new(alert, occurrence, trace_id)
         refusal = await self._refusal(record)
         if refusal is not None:
             _refuse(record, refusal)
@@ -142,14 +148,9 @@ class Submission:
             self.endings.append((record, Ending.CLOSE))
             return SubmitOutcome(AlertStatus.ESCALATED, refusal, occurrence)
         # Its state if the queue turns out full at commit (`_count_queued`).
-        self._queued.append(_Queued(index, _refuse(self._new(alert, occurrence), "queue_full")))
+        refused = _refuse(_new(alert, occurrence, trace_id), "queue_full")
+        self._queued.append(_Queued(index, refused))
         return SubmitOutcome(AlertStatus.QUEUED, None, occurrence)
-
-    def _new(self, alert: Alert, occurrence: int) -> AlertRecord:
-        record = AlertRecord(alert, trace_id=self.trace_id, enqueued_at=time.time(), seq=0)
-        record.occurrence = occurrence
-        record.move(AlertStatus.QUEUED)
-        return record
 
     async def _refusal(self, record: AlertRecord) -> str | None:
         """Why a new occurrence is not queued at all (the queue's size is checked at commit)."""
@@ -192,6 +193,13 @@ class Submission:
     async def _load(self, latest: store.Latest) -> AlertRecord:
         (rows,) = await self.batch.send(store.one(latest.incident_id, latest.occurrence))
         return store.record_of(rows[0])
+
+
+def _new(alert: Alert, occurrence: int, trace_id: str) -> AlertRecord:
+    record = AlertRecord(alert, trace_id=trace_id, enqueued_at=time.time(), seq=0)
+    record.occurrence = occurrence
+    record.move(AlertStatus.QUEUED)
+    return record
 
 
 def _refuse(record: AlertRecord, reason: str) -> AlertRecord:
