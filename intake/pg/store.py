@@ -43,6 +43,7 @@ _COLUMNS = """incident_id, occurrence, seq, service, priority, status, reason, s
     timeline, turns, tokens, tool_calls, outcome, report_file, paged_as, handoff,
     lease_owner, takeovers"""
 _RUN_COLUMNS = _COLUMNS + ", transcript, run_state, notices"
+_OCCURRENCE_COLUMNS = ", ".join(f"o.{name.strip()}" for name in _COLUMNS.split(","))  # as `o`
 
 
 def lock_key(incident_id: str) -> int:
@@ -99,21 +100,25 @@ def lock_incidents(incident_ids: Sequence[str]) -> list[Statement]:
     return [("SELECT pg_advisory_xact_lock(%s)", (key,)) for key in keys]
 
 
-def latest(incident_id: str) -> Statement:
-    """The incident's latest occurrence, locked against the dispatcher's claim (`latest_of`)."""
+def latest(incident_ids: Sequence[str]) -> Statement:
+    """The incidents' latest occurrences (none for an incident without one), each locked
+    against the dispatcher's claim; one statement, whatever their number (`latest_of`)."""
     return (
-        """SELECT incident_id, occurrence, status, started_at, finished_at, turns,
-                  resolved_upstream, still_firing, repeats
-           FROM occurrences WHERE incident_id = %s
-           ORDER BY occurrence DESC LIMIT 1 FOR UPDATE""",
-        (incident_id,),
+        """SELECT l.* FROM unnest(%s::text[]) AS i(id)
+           CROSS JOIN LATERAL (
+               SELECT incident_id, occurrence, status, started_at, finished_at, turns,
+                      resolved_upstream, still_firing, repeats
+               FROM occurrences WHERE incident_id = i.id
+               ORDER BY occurrence DESC LIMIT 1 FOR UPDATE) l""",
+        (list(incident_ids),),
     )
 
 
-def latest_of(rows: Sequence[dict[str, Any]]) -> Latest | None:
-    if not rows:
-        return None
-    return Latest(**{**rows[0], "status": AlertStatus(rows[0]["status"])})
+def latest_of(rows: Sequence[dict[str, Any]]) -> dict[str, Latest]:
+    """`latest`'s rows, by incident."""
+    return {
+        row["incident_id"]: Latest(**{**row, "status": AlertStatus(row["status"])}) for row in rows
+    }
 
 
 def one(incident_id: str, occurrence: int) -> Statement:
@@ -162,27 +167,32 @@ def insert(record: AlertRecord) -> Statement:
 NOTIFY_QUEUED = (f"NOTIFY {CHANNEL}, '{QUEUED}'", None)  # delivered at commit only
 
 
-def refuse_if_full(refused: AlertRecord, queue_size: int) -> Statement:
-    """An occurrence this transaction inserted as queued becomes `refused` (the same record
-    moved on to its refusal) when more than `queue_size` are queued, itself included; a row
-    when it refused.
+def refuse_over(newest_first: Sequence[tuple[str, int]], queue_size: int) -> Statement:
+    """The occurrences (incident, occurrence) this transaction inserted as queued, newest
+    first: as many of the newest as the queue holds over `queue_size` are refused
+    (`queue_full`, finished now), in one statement; their rows.
 
-    `queue_length` is exact here: inserting the occurrence took its row lock (a trigger)
-    after every other transaction that changed the queue before had committed, and holds it
-    until this one ends."""
+    The k-th newest is refused when the queue, less the k - 1 newer ones refused before it,
+    still holds more than `queue_size`: exactly as if each had counted the queue before it
+    was stored. `queue_length` is exact here: inserting them took its row lock (a trigger)
+    after every other transaction that changed the queue before had committed, and this one
+    holds it until it ends; the subquery reads it once, before any row is refused."""
+    now = time.time()
+    step = [now, AlertStatus.ESCALATED.value, "queue_full"]
     return (
-        """UPDATE occurrences SET status = %s, reason = %s, finished_at = %s,
-               timeline = timeline || %s
-           WHERE incident_id = %s AND occurrence = %s AND status = 'queued'
-             AND (SELECT queued FROM queue_length WHERE id = 1) > %s
-           RETURNING occurrence""",
+        f"""UPDATE occurrences o SET status = %s, reason = 'queue_full', finished_at = %s,
+               timeline = o.timeline || %s
+           FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS mine(incident_id, occurrence, k)
+           WHERE o.incident_id = mine.incident_id AND o.occurrence = mine.occurrence
+             AND o.status = 'queued'
+             AND mine.k <= (SELECT queued FROM queue_length WHERE id = 1) - %s
+           RETURNING {_OCCURRENCE_COLUMNS}""",
         (
-            refused.status.value,
-            refused.reason,
-            refused.finished_at,
-            Jsonb(refused.state()["timeline"][-1:]),
-            refused.incident_id,
-            refused.occurrence,
+            AlertStatus.ESCALATED.value,
+            now,
+            Jsonb([step]),
+            [incident for incident, _ in newest_first],
+            [occurrence for _, occurrence in newest_first],
             queue_size,
         ),
     )

@@ -1,18 +1,18 @@
-"""A webhook's alerts on PostgreSQL: decided under §3's rules (`intake.lifecycle`) and
-committed in one transaction, before the 202.
+"""Webhooks' alerts on PostgreSQL: decided under §3's rules (`intake.lifecycle`) and
+committed in one transaction, before the 202 (the webhooks that arrived together share one:
+`intake.pg.group`).
 
 The transaction is a `Batch`, so it usually costs two round trips, whatever it decides:
 1. `BEGIN`, the incidents' advisory locks (one global order) and their latest occurrences;
-2. the writes, then the queue checks of the occurrences it queued, then `COMMIT`.
+2. the writes, then the queue check of the occurrences it queued, then `COMMIT`.
 
 Every replica's changes to the queue take one row lock (`queue_length`, kept by triggers)
 until they commit. A new occurrence is inserted in the last message, so that lock is held
 only while the server checks and commits, never while this process decides or waits for
-its event loop. It is inserted as queued; `store.refuse_if_full` then turns it into its
-refused form when the queue holds more than MAX_QUEUE_SIZE. The new occurrences of one
-webhook are checked newest first, and before a later alert of the same webhook reads one
-of them or takes one off the queue, so the same ones are refused as if each had counted
-the queue before it was stored.
+its event loop. It is inserted as queued; one statement (`store.refuse_over`) then refuses
+as many of the newest as the queue holds over MAX_QUEUE_SIZE (`queue_full`). The check runs
+before a later alert of the transaction reads one of them or takes one off the queue, so
+the same ones are refused as if each had counted the queue before it was stored.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class Rules:
 class _Queued:
     """A new occurrence stored as queued, not yet counted against the queue."""
 
-    index: int  # its alert's position in the webhook
-    refused: AlertRecord  # its state if the queue is full
+    index: int  # its alert's position in the transaction
+    key: tuple[str, int]  # (incident, occurrence)
 
 
 Traced = tuple[Alert, str]  # an alert and the trace id of the webhook that brought it
@@ -68,9 +68,9 @@ class Submission:
         """Decide every alert, in order, and commit."""
         incidents = list(dict.fromkeys(a.incident_id for a, _ in alerts))
         locks = store.lock_incidents(incidents)
-        found = await self.batch.send(*locks, *(store.latest(i) for i in incidents))
-        for incident_id, rows in zip(incidents, found[len(locks) :], strict=True):
-            self._latest[incident_id] = store.latest_of(rows)
+        *_, rows = await self.batch.send(*locks, store.latest(incidents))
+        found = store.latest_of(rows)
+        self._latest = {incident_id: found.get(incident_id) for incident_id in incidents}
         for index, (alert, trace_id) in enumerate(alerts):
             trace_id_var.set(trace_id)  # this task's log lines, alert by alert
             self._outcomes.append(await self._decide(index, alert, trace_id))
@@ -82,18 +82,22 @@ class Submission:
         ones over MAX_QUEUE_SIZE are refused (`queue_full`). With `commit`, in the same round
         trip as the writes before it and the COMMIT."""
         newest_first, self._queued = self._queued[::-1], []
-        size = self.rules.limits.queue_size
-        notify = [store.NOTIFY_QUEUED] if newest_first else []
-        checks = [store.refuse_if_full(q.refused, size) for q in newest_first]
         send = self.batch.commit if commit else self.batch.send
-        results = await send(*notify, *checks)
-        for queued, rows in zip(newest_first, results[len(notify) :], strict=True):
-            if rows:
-                refused = queued.refused
-                self._outcomes[queued.index] = SubmitOutcome(
-                    AlertStatus.ESCALATED, "queue_full", refused.occurrence
-                )
-                self.endings.append((refused, Ending.CLOSE))
+        if not newest_first:
+            await send()
+            return
+        size = self.rules.limits.queue_size
+        check = store.refuse_over([q.key for q in newest_first], size)
+        _, refused = await send(store.NOTIFY_QUEUED, check)
+        if not refused:
+            return
+        index = {q.key: q.index for q in newest_first}
+        for row in refused:
+            record = store.record_of(row)
+            self._outcomes[index[record.incident_id, record.occurrence]] = SubmitOutcome(
+                AlertStatus.ESCALATED, "queue_full", record.occurrence
+            )
+            self.endings.append((record, Ending.CLOSE))
 
     async def _count_queued_now(self) -> None:
         """Count the new queued occurrences before this webhook reads one of them or takes
@@ -107,8 +111,8 @@ class Submission:
         if incident_id in self._latest:
             return self._latest.pop(incident_id)
         await self._count_queued_now()
-        (rows,) = await self.batch.send(store.latest(incident_id))
-        return store.latest_of(rows)
+        (rows,) = await self.batch.send(store.latest([incident_id]))
+        return store.latest_of(rows).get(incident_id)
 
     async def _decide(self, index: int, alert: Alert, trace_id: str) -> SubmitOutcome:
         latest = await self._latest_of(alert.incident_id)
@@ -147,9 +151,7 @@ class Submission:
         if refusal is not None:
             self.endings.append((record, Ending.CLOSE))
             return SubmitOutcome(AlertStatus.ESCALATED, refusal, occurrence)
-        # Its state if the queue turns out full at commit (`_count_queued`).
-        refused = _refuse(_new(alert, occurrence, trace_id), "queue_full")
-        self._queued.append(_Queued(index, refused))
+        self._queued.append(_Queued(index, (record.incident_id, occurrence)))  # `_count_queued`
         return SubmitOutcome(AlertStatus.QUEUED, None, occurrence)
 
     async def _refusal(self, record: AlertRecord) -> str | None:
