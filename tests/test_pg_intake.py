@@ -22,7 +22,9 @@ from agent.resume import restore, saved
 from agent.transcript import Transcript
 from intake import Ending, Intake, Limits
 from intake.pg import schema, store
+from intake.pg import service as pg_service
 from intake.pg.service import PgIntake, _cancelled
+from intake.pg.submit import Submission
 from intake.records import AlertRecord
 from intake.service import DatabaseUnavailable, IntakeService, MemoryIntake
 from models import Alert, AlertState, AlertStatus, Priority, Provider
@@ -194,8 +196,32 @@ async def test_an_alert_that_cannot_be_stored_fails_only_its_own_webhook(
         )
         stored = [await intake.get(f"generic:{name}") for name in ("a", "bad", "b")]
     assert isinstance(results[1], psycopg.DataError)
-    assert [r[0].status for r in (results[0], results[2])] == [AlertStatus.QUEUED] * 2
+    good = [r for r in results if isinstance(r, list)]
+    assert [r[0].status for r in good] == [AlertStatus.QUEUED] * 2
     assert [r is not None for r in stored] == [True, False, True]
+
+
+async def test_a_webhook_larger_than_a_group_is_stored_in_parts(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However large the webhook, a transaction locks at most GROUP_MAX_ALERTS incidents
+    (PostgreSQL's lock table is shared and bounded): a larger one goes in parts, one after
+    another, decided as if whole (here its repeats straddle the parts)."""
+    monkeypatch.setattr(pg_service, "GROUP_MAX_ALERTS", 4)
+    sizes: list[int] = []
+    decide_all = Submission.decide_all
+
+    async def counted(submission: Submission, alerts: list[Any]) -> list[Any]:
+        sizes.append(len(alerts))
+        return await decide_all(submission, alerts)
+
+    monkeypatch.setattr(Submission, "decide_all", counted)
+    webhook = [alert(f"i{n % 7}", f"svc{n % 7}") for n in range(10)]
+    async with replicas(database_url, 1, FakeRunner(limit=2)) as ([intake], _):
+        outcomes = await intake.submit_all(webhook, trace_id="t")
+    assert sizes == [4, 4, 2]
+    assert [o.status for o in outcomes] == [AlertStatus.QUEUED] * 7 + [AlertStatus.DEDUPLICATED] * 3
+    assert {o.occurrence for o in outcomes} == {1}
 
 
 MAX_EXAMPLES = 12  # each on a new database: about 1 s each

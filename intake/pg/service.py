@@ -197,14 +197,22 @@ class PgIntake:
     # -- submit ------------------------------------------------------------------------------
 
     async def submit_all(self, alerts: Sequence[Alert], *, trace_id: str) -> list[SubmitOutcome]:
-        """Decide and store every alert of one webhook in one transaction (before its 202),
-        shared with the webhooks that arrived meanwhile."""
+        """Decide and store every alert of one webhook before its 202, in a transaction
+        shared with the webhooks that arrived meanwhile.
+
+        A webhook of more than GROUP_MAX_ALERTS goes in parts of that many, one after
+        another: a transaction holds one advisory lock per incident, and PostgreSQL's lock
+        table is shared and bounded (`max_locks_per_transaction`). Should a later part fail,
+        the earlier ones stay stored (the webhook gets a 503, nothing is acknowledged), and
+        the platform's retry finds them deduplicated."""
         if not self._accepting:
             raise Draining
         self.received += len(alerts)
-        if not alerts:
-            return []
-        return await self._group.submit([(alert, trace_id) for alert in alerts])
+        outcomes: list[SubmitOutcome] = []
+        for start in range(0, len(alerts), GROUP_MAX_ALERTS):
+            part = alerts[start : start + GROUP_MAX_ALERTS]
+            outcomes += await self._group.submit([(alert, trace_id) for alert in part])
+        return outcomes
 
     async def _transact(self, alerts: list[Traced]) -> list[SubmitOutcome]:
         """One group's transaction; its endings (pages, reports) once it committed."""
