@@ -99,12 +99,6 @@ def environment(values: dict[str, Any]) -> dict[str, str]:
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def process(
     args: list[str], *, env: dict[str, str], log: Path

@@ -18,12 +18,12 @@ from typing import Any
 from bench._common import (
     PYTHON,
     environment,
-    free_port,
     process,
     settings_values,
     stop,
     wait_http_ok,
 )
+from demo.simulators.server import free_port
 
 SERVICE = "checkout"
 

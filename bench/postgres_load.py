@@ -52,7 +52,6 @@ from bench._common import (
     PYTHON,
     TOKEN,
     environment,
-    free_port,
     met,
     percentile,
     process,
@@ -63,7 +62,7 @@ from bench._postgres import PostgresServer, postgres
 from demo.simulators.llm import FakeLLM, Step, say
 from demo.simulators.ops_service import make_ops_service
 from demo.simulators.pagerduty import make_fake_pagerduty
-from demo.simulators.server import serve
+from demo.simulators.server import free_port, serve
 from intake import AlertRecord, Ending, Intake, Limits
 from intake.pg.service import PgIntake
 from intake.service import IntakeService, MemoryIntake
