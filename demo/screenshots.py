@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from config import load_settings
 from demo import alerts
+from demo.browser import ChromiumMissing, chromium, executable
 from demo.scripted_llm import scripted_llm
 from demo.services import CheckoutService, PaymentsService
 from demo.simulators.pagerduty import make_fake_pagerduty
@@ -37,15 +38,6 @@ from main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 REPORT_HEIGHT = 1900  # the resolved incident down to the report's first sections
@@ -70,8 +62,10 @@ class Runtime:
 
 
 def main() -> None:
-    if not CHROMIUM.exists():
-        sys.exit(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    try:
+        executable()
+    except ChromiumMissing as exc:
+        sys.exit(str(exc))
     OUT.mkdir(parents=True, exist_ok=True)
     asyncio.run(shoot())
     for name in sorted(OUT.glob("console-*.png")):
@@ -83,7 +77,7 @@ async def shoot() -> None:
     async with contextlib.AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(_runtime(stack))
         detail, resolved = await _incidents(runtime)
-        browser = await stack.enter_async_context(_chromium())
+        browser = await stack.enter_async_context(chromium())
         await _shoot(browser, runtime, detail=detail, resolved=resolved)
 
 
@@ -188,18 +182,6 @@ async def _until(check: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[
             if found is not None:
                 return found
             await asyncio.sleep(POLL_SECONDS)
-
-
-@contextlib.asynccontextmanager
-async def _chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def _shoot(browser: Browser, runtime: Runtime, *, detail: str, resolved: str) -> None:

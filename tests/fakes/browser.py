@@ -19,51 +19,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Dialog, Page
 
+from demo import browser as demo_browser
 from models import Approval
 from tests.conftest import TEST_SECRETS
 from tests.fakes.stack import Stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_SECONDS = 20.0
 POLL_SECONDS = 0.02
 
 
-def require_chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the console's browser tests need Debian's chromium "
-            "(apt-get install chromium; .ci/run installs it)",
-            pytrace=False,
-        )
-    return CHROMIUM
-
-
 @contextlib.asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
-    """A headless Chromium, closed on exit."""
-    executable = require_chromium()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(executable), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    """A headless Chromium (`demo.browser`); without one the test fails, saying what to
+    install."""
+    try:
+        async with demo_browser.chromium() as launched:
+            yield launched
+    except demo_browser.ChromiumMissing as exc:
+        pytest.fail(f"the console's browser tests need it: {exc}", pytrace=False)
 
 
 @dataclass
